@@ -1,0 +1,19 @@
+"""Tokenizers: one protocol (``base.Tokenizer``), one module per scheme."""
+
+from cadenza.tokenizers.base import GrammarState, Tokenizer
+from cadenza.tokenizers.remi import RemiSpec, RemiTokenizer
+
+SCHEMES = {"remi": RemiTokenizer}
+
+
+def tokenizer_from_config(cfg: dict) -> Tokenizer:
+    """Rebuild a tokenizer from the ``tokenizer`` section of a model's config.json."""
+    scheme = cfg.get("scheme", "remi")
+    if scheme not in SCHEMES:
+        from cadenza.errors import ModelError
+
+        raise ModelError(f"unknown tokenizer scheme '{scheme}' (known: {', '.join(SCHEMES)})")
+    return SCHEMES[scheme].from_config(cfg)
+
+
+__all__ = ["GrammarState", "Tokenizer", "RemiSpec", "RemiTokenizer", "tokenizer_from_config"]

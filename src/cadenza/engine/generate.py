@@ -1,0 +1,163 @@
+"""The one generation engine: prefill, decode one token, stream.
+
+Every task (continue, harmonize, arrange, live, studio) calls ``generate`` or
+``stream`` with its own prompt and constraints; none writes its own loop.
+Grammar states live on the CPU (one per sequence); their masks are cached per
+state key and stacked into one (B, V) tensor per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from cadenza.engine.sampling import SamplingConfig, apply_repetition_penalty, sample
+
+
+@dataclass
+class StopConfig:
+    bars: int | None = None  # new bars after the prompt
+    seconds: float | None = None  # new seconds of music after the prompt
+    max_tokens: int | None = None  # new tokens
+    hard_limit: int = 8192  # never more than this many new tokens
+
+    def reached(self, state, start_bars: int, start_seconds: float, n_new: int) -> bool:
+        """Checked when the model proposes a new Bar: stop before starting it."""
+        if self.bars is not None and state.bars - start_bars >= self.bars:
+            return True
+        if self.seconds is not None and state.seconds + state.bar_quarters() * 60 / state.qpm - start_seconds >= self.seconds:
+            return True
+        return False
+
+
+@dataclass
+class GenerationResult:
+    ids: list[list[int]]  # full sequences, prompt included
+    prompt_len: int
+    states: list = field(default_factory=list)
+
+
+@torch.no_grad()
+def prefill(model, ids: torch.Tensor) -> torch.Tensor:
+    """Run the prompt (B, T) through the model, filling the KV cache; returns last logits (B, V)."""
+    pos = torch.arange(ids.shape[1])
+    return model(ids, input_pos=pos)[:, -1]
+
+
+@torch.no_grad()
+def decode_one(model, token: torch.Tensor, pos: int) -> torch.Tensor:
+    """One new token per sequence (B,) at position ``pos`` -> logits (B, V)."""
+    return model(token[:, None], input_pos=torch.tensor([pos]))[:, -1]
+
+
+def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingConfig | None = None,
+           stop: StopConfig | None = None, constraints: dict | None = None,
+           on_token: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, int]]:
+    """Yield (sequence index, token id) as tokens are sampled; see ``generate``."""
+    sampling = (sampling or SamplingConfig()).validate()
+    stop = stop or StopConfig(bars=8)
+    gen = torch.Generator().manual_seed(sampling.seed if sampling.seed is not None else
+                                        int(torch.randint(0, 2**31 - 1, (1,))))
+    states = [tokenizer.start_state(**(constraints or {})) for _ in range(n)]
+    for st in states:
+        for t in prompt:
+            st.advance(int(t))
+    start_bars, start_secs = states[0].bars, states[0].seconds
+    ctx = model.cfg.max_seq_len
+    seqs = [list(prompt) for _ in range(n)]
+    done = [False] * n
+    eos, pad = tokenizer.eos_id, tokenizer.pad_id
+    bar_ids = torch.from_numpy(np.isin(np.arange(tokenizer.vocab_size), tokenizer.ids_of_type[4]))
+    # the repetition penalty looks at pitches only: structure tokens (Bar, Position...) are meant to repeat
+    penalize = torch.from_numpy(np.isin(np.arange(tokenizer.vocab_size),
+                                        np.concatenate([tokenizer.ids_of_type[9], tokenizer.ids_of_type[10]])))
+    n_new = 0
+    header = prompt[: 2 if len(prompt) > 1 and prompt[1] in tokenizer.style_ids.values() else 1]
+
+    def window(seq):
+        """The context to re-prefill when a sequence outgrows the model: header + recent bars."""
+        keep = ctx // 2
+        tail = seq[-keep:]
+        # start the tail at a Bar so the grammar context is sensible
+        for j, t in enumerate(tail):
+            if tokenizer.type_of[t] == 4:
+                tail = tail[j:]
+                break
+        return list(header) + tail
+
+    def run_prefill(rows):
+        model.setup_cache(n, ctx)
+        width = max(len(r) for r in rows)
+        # left-pad is not supported by RoPE positions here; all rows share the same length by construction
+        assert all(len(r) == width for r in rows)
+        return prefill(model, torch.tensor(rows))
+
+    model.eval()
+    rows = [s if len(s) < ctx else window(s) for s in seqs]
+    logits = run_prefill(rows)
+    pos = len(rows[0])
+    while True:
+        masks = torch.from_numpy(np.stack([tokenizer.allowed(st) for st in states]))
+        # termination rules that depend on the musical clock
+        limit_hit = (stop.max_tokens is not None and n_new >= stop.max_tokens) or n_new >= stop.hard_limit
+        for b, st in enumerate(states):
+            if done[b]:
+                masks[b] = False
+                masks[b, pad] = True
+                continue
+            if stop.reached(st, start_bars, start_secs, n_new) or limit_hit:
+                # no new bar; finish the current note, then end
+                masks[b] &= ~bar_ids
+                if st.complete():
+                    masks[b] = False
+                    masks[b, eos] = True
+        recent = torch.tensor([s[-sampling.repetition_window:] for s in seqs])
+        lg = apply_repetition_penalty(logits, recent, sampling.repetition_penalty, penalize)
+        nxt = sample(lg, sampling, masks, gen)
+        n_new += 1
+        for b in range(n):
+            if done[b]:
+                continue
+            t = int(nxt[b])
+            if t == eos:
+                done[b] = True
+                yield b, t
+                continue
+            states[b].advance(t)
+            seqs[b].append(t)
+            if on_token:
+                on_token(b, t)
+            yield b, t
+        if all(done):
+            return
+        if pos + 1 >= ctx:  # slide the window: header + recent bars, re-prefilled
+            rows = [window(s) for s in seqs]
+            width = min(len(r) for r in rows)
+            rows = [r[:len(header)] + r[len(r) - (width - len(header)):] for r in rows]
+            logits = run_prefill(rows)
+            pos = width
+        else:
+            logits = decode_one(model, nxt, pos)
+            pos += 1
+
+
+def generate(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingConfig | None = None,
+             stop: StopConfig | None = None, constraints: dict | None = None,
+             progress: Callable[[int], None] | None = None) -> GenerationResult:
+    """Sample ``n`` continuations of ``prompt`` (token ids) under the tokenizer's grammar.
+
+    ``constraints`` go to ``tokenizer.start_state`` (e.g. ``programs``, ``time_signature``).
+    Every returned sequence ends in a complete state, so it decodes with nothing dropped.
+    """
+    seqs = [list(prompt) for _ in range(n)]
+    count = 0
+    for b, t in stream(model, tokenizer, prompt, n, sampling, stop, constraints):
+        if t != tokenizer.eos_id:
+            seqs[b].append(t)
+        count += 1
+        if progress:
+            progress(count)
+    return GenerationResult(seqs, len(prompt))

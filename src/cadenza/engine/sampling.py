@@ -1,0 +1,60 @@
+"""Sampling on tensors: temperature, repetition control, top-k, top-p, masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cadenza.errors import CadenzaError
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 0.95  # 1.0 = off
+    repetition_penalty: float = 1.1  # >1 lowers the odds of tokens in the recent window; 1.0 = off
+    repetition_window: int = 64
+    seed: int | None = None
+
+    def validate(self) -> "SamplingConfig":
+        if not self.temperature > 0:
+            raise CadenzaError(f"temperature must be greater than 0 (got {self.temperature})")
+        if self.top_k < 0:
+            raise CadenzaError(f"top-k must be 0 (off) or positive (got {self.top_k})")
+        if not 0 < self.top_p <= 1:
+            raise CadenzaError(f"top-p must be in (0, 1] (got {self.top_p})")
+        if self.repetition_penalty < 1:
+            raise CadenzaError(f"repetition penalty must be >= 1 (got {self.repetition_penalty})")
+        return self
+
+
+def apply_repetition_penalty(logits: torch.Tensor, recent: torch.Tensor, penalty: float,
+                             penalize: torch.Tensor | None = None) -> torch.Tensor:
+    """CTRL-style penalty on tokens in ``recent`` (B, W); ``penalize`` (V,) bool limits which tokens count."""
+    if penalty == 1.0 or recent.numel() == 0:
+        return logits
+    hit = torch.zeros_like(logits, dtype=torch.bool).scatter_(1, recent, True)
+    if penalize is not None:
+        hit &= penalize
+    return torch.where(hit, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+
+def sample(logits: torch.Tensor, cfg: SamplingConfig, mask: torch.Tensor | None,
+           generator: torch.Generator | None) -> torch.Tensor:
+    """logits (B, V) -> token ids (B,). ``mask`` (B, V) bool marks legal tokens."""
+    logits = logits.float() / cfg.temperature
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    if cfg.top_k:
+        kth = torch.topk(logits, min(cfg.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if cfg.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) > cfg.top_p  # keep the smallest set reaching top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)

@@ -1,0 +1,223 @@
+"""Training data: folders of scores and music21 corpus names -> token shards.
+
+A source is a folder (every .mid/.midi/.abc/.musicxml/.mxl/.xml inside it,
+recursively; multi-tune ABC files give one piece per tune) or
+``music21:<composer or corpus>``. A source's style is given as
+``SOURCE=style`` or inferred from a small table of well-known corpora, else
+from the folder's name. Pieces are tokenized once and cached as flat uint16
+arrays (nanoGPT's shards) with piece offsets and bar offsets, so training
+samples windows without touching a score again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import symusic
+from tqdm import tqdm
+
+from cadenza.errors import CadenzaError
+from cadenza.tokenizers.remi import T_BAR
+
+SCORE_SUFFIXES = {".mid", ".midi", ".abc", ".musicxml", ".mxl", ".xml"}
+
+# style of well-known corpora, by folder or corpus name (lower case)
+KNOWN_STYLES = {
+    "pop909": "pop", "nottingham": "folk", "abc_cleaned": "folk", "asap": "classical",
+    "jsb-chorales": "chorale", "bach": "chorale", "palestrina": "chorale",
+    "ryansmammoth": "folk", "oneills1850": "folk", "essenfolksong": "folk",
+    "beethoven": "classical", "mozart": "classical", "haydn": "classical", "chopin": "classical",
+}
+
+
+@dataclass
+class Source:
+    spec: str
+    style: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Source":
+        spec, _, style = text.partition("=")
+        if not style:
+            name = spec.split(":", 1)[1] if spec.startswith("music21:") else Path(spec.rstrip("/")).name
+            style = KNOWN_STYLES.get(name.lower(), name.lower())
+        if not spec.startswith("music21:") and not Path(spec).exists():
+            raise CadenzaError(f"data source {spec} does not exist")
+        return cls(spec, style)
+
+
+def _music21_paths(name: str) -> list:
+    import music21
+
+    paths = music21.corpus.getComposer(name)
+    if not paths:
+        paths = [p for p in music21.corpus.getCorePaths() if name.lower() in str(p).lower()]
+    if not paths:
+        raise CadenzaError(f"music21 corpus has nothing named '{name}' (try bach, palestrina, beethoven, ryansMammoth)")
+    return sorted(paths)
+
+
+def iter_pieces(source: Source, asap_scores_only: bool = True) -> Iterator[tuple[str, symusic.Score]]:
+    """(piece id, score) for every readable piece of a source; unreadable files are skipped."""
+    from cadenza.score import from_music21, read_abc_tunes, read_score
+
+    if source.spec.startswith("music21:"):
+        import music21
+
+        for p in _music21_paths(source.spec.split(":", 1)[1]):
+            try:
+                yield f"{source.spec}/{Path(p).name}", from_music21(music21.corpus.parse(p))
+            except Exception:  # noqa: BLE001 - a corpus file music21 cannot parse is skipped
+                continue
+        return
+    root = Path(source.spec)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in SCORE_SUFFIXES)
+    # ASAP holds both performances and their quantized scores; the scores are what we learn from
+    if asap_scores_only and any(p.name == "midi_score.mid" for p in files):
+        files = [p for p in files if p.name == "midi_score.mid"]
+    for f in files:
+        try:
+            if f.suffix.lower() == ".abc":
+                for n, (title, score) in enumerate(read_abc_tunes(f)):
+                    yield f"{f}#{n}", score
+            else:
+                yield str(f), read_score(f)
+        except CadenzaError:
+            continue
+
+
+def is_valid(piece_id: str, fraction: float = 0.05) -> bool:
+    """Deterministic train/valid split by a hash of the piece id."""
+    h = int(hashlib.sha1(piece_id.encode()).hexdigest()[:8], 16)
+    return (h % 10000) < fraction * 10000
+
+
+class Shard:
+    """All tokens of one style and split: ``tokens`` (uint16), piece ``starts``, ``bars`` offsets."""
+
+    def __init__(self, tokens: np.ndarray, starts: np.ndarray, bars: np.ndarray, ids: list[str]):
+        self.tokens, self.starts, self.bars, self.ids = tokens, starts, bars, ids
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, tokens=self.tokens, starts=self.starts, bars=self.bars)
+        os.replace(tmp, path)
+        path.with_suffix(".json").write_text(json.dumps(self.ids))
+
+    @classmethod
+    def load(cls, path: Path) -> "Shard":
+        z = np.load(path)
+        return cls(z["tokens"], z["starts"], z["bars"], json.loads(path.with_suffix(".json").read_text()))
+
+    @property
+    def n_pieces(self) -> int:
+        return len(self.starts) - 1
+
+
+def build_shards(sources: list[Source], tokenizer, out_dir: Path, valid_fraction: float = 0.05,
+                 max_pieces: int | None = None) -> dict[tuple[str, str], Shard]:
+    """Tokenize every source into shards keyed by (style, split); cached in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / "manifest.json"
+    key = json.dumps({"sources": [s.__dict__ for s in sources], "tok": tokenizer.to_config(),
+                      "valid": valid_fraction, "max": max_pieces}, sort_keys=True)
+    if manifest.exists() and json.loads(manifest.read_text()).get("key") == key:
+        return {(s, sp): Shard.load(out_dir / f"{s}-{sp}.npz")
+                for s, sp in json.loads(manifest.read_text())["shards"]}
+    collected: dict[tuple[str, str], list[tuple[str, np.ndarray]]] = {}
+    for src in sources:
+        count = 0
+        for pid, score in tqdm(iter_pieces(src), desc=f"tokenizing {src.spec}", unit="piece", leave=False):
+            try:
+                ids = tokenizer.encode(score, src.style, eos=True)
+            except Exception:  # noqa: BLE001 - miditok rejects a few odd files; skip them, do not stop
+                continue
+            if len(ids) < 16:
+                continue
+            split = "valid" if is_valid(pid, valid_fraction) else "train"
+            collected.setdefault((src.style, split), []).append((pid, np.asarray(ids, dtype=np.uint16)))
+            count += 1
+            if max_pieces and count >= max_pieces:
+                break
+        if count == 0:
+            raise CadenzaError(f"data source {src.spec} has no readable pieces")
+    shards = {}
+    for (style, split), pieces in collected.items():
+        tokens = np.concatenate([p for _, p in pieces])
+        starts = np.cumsum([0] + [len(p) for _, p in pieces])
+        bars = np.flatnonzero(tokenizer.type_of[tokens] == T_BAR)
+        shards[(style, split)] = sh = Shard(tokens, starts, bars, [pid for pid, _ in pieces])
+        sh.save(out_dir / f"{style}-{split}.npz")
+    manifest.write_text(json.dumps({"key": key, "shards": sorted(shards)}))
+    return shards
+
+
+class WindowSampler:
+    """Random training windows: ``[BOS, Style, Bar ...]`` cut at a bar, optionally transposed."""
+
+    def __init__(self, shards: dict[str, Shard], tokenizer, ctx: int, seed: int = 0, transpose: int = 5):
+        self.shards, self.tok, self.ctx = shards, tokenizer, ctx
+        self.styles = sorted(shards)
+        self.rng = np.random.default_rng(seed)
+        self.transpose = transpose
+        tok = tokenizer
+        # lookup tables for transposing Pitch tokens (drum pitches are PitchDrum tokens and never move)
+        self.is_pitch = np.zeros(tok.vocab_size, dtype=bool)
+        self.pitch_val = np.zeros(tok.vocab_size, dtype=np.int16)
+        for p, i in tok.pitch_id.items():
+            self.is_pitch[i] = True
+            self.pitch_val[i] = p
+        lo, hi = tok.spec.pitch_range
+        self.pitch_lo, self.pitch_hi = lo, hi - 1
+        self.pitch_to_id = np.zeros(128, dtype=np.int64)
+        for p, i in tok.pitch_id.items():
+            self.pitch_to_id[p] = i
+
+    def window(self, style: str) -> np.ndarray:
+        sh = self.shards[style]
+        piece = int(self.rng.integers(sh.n_pieces))
+        a, b = int(sh.starts[piece]), int(sh.starts[piece + 1])
+        # start at a random bar of the piece (or its start, which keeps the BOS/Style header)
+        bars = sh.bars[(sh.bars >= a) & (sh.bars < b)]
+        if len(bars) and self.rng.random() > 0.1:
+            s = int(self.rng.choice(bars))
+            head = np.array(self.tok.header(style), dtype=np.int64)
+            body = sh.tokens[s:min(b, s + self.ctx + 1 - len(head))].astype(np.int64)
+            w = np.concatenate([head, body])
+        else:
+            w = sh.tokens[a:min(b, a + self.ctx + 1)].astype(np.int64)
+        if self.transpose:
+            w = self._transpose(w)
+        return w
+
+    def _transpose(self, w: np.ndarray) -> np.ndarray:
+        sel = self.is_pitch[w]
+        if not sel.any():
+            return w
+        pv = self.pitch_val[w[sel]]
+        lo = max(-self.transpose, self.pitch_lo - int(pv.min()))
+        hi = min(self.transpose + 1, self.pitch_hi - int(pv.max()))
+        if lo > hi:
+            return w
+        k = int(self.rng.integers(lo, hi + 1))
+        w = w.copy()
+        w[sel] = self.pitch_to_id[pv + k]
+        return w
+
+    def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) int64 arrays of shape (B, ctx); padding targets are -100."""
+        x = np.full((batch_size, self.ctx), self.tok.pad_id, dtype=np.int64)
+        y = np.full((batch_size, self.ctx), -100, dtype=np.int64)
+        for r in range(batch_size):
+            style = self.styles[int(self.rng.integers(len(self.styles)))]  # styles equally likely
+            w = self.window(style)
+            n = len(w) - 1
+            x[r, :n] = w[:-1]
+            y[r, :n] = w[1:]
+        return x, y

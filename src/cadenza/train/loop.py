@@ -1,0 +1,231 @@
+"""The training loop: resumable, atomic checkpoints, per-style validation loss.
+
+Checkpoints are ``torch.save`` dicts of tensors and plain values, loaded with
+``weights_only=True`` (no arbitrary unpickling). The finished model is written
+as a model folder (config.json, model.safetensors, README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cadenza.errors import CadenzaError
+from cadenza.model import ModelConfig, Transformer, save_model_folder
+from cadenza.tokenizers import RemiSpec, RemiTokenizer
+from cadenza.train.corpora import Source, WindowSampler, build_shards
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    data: list[str] = field(default_factory=list)
+    steps: int = 3000
+    batch_size: int = 16
+    ctx: int = 512
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 250
+    eval_batches: int = 8
+    save_every: int = 100
+    seed: int = 0
+    transpose: int = 5
+    valid_fraction: float = 0.05
+    max_pieces: int | None = None
+    max_minutes: float | None = None
+    threads: int | None = None
+    device: str = "auto"
+    d_model: int = 256
+    n_layers: int = 6
+    n_heads: int = 8
+    d_ff: int = 704
+    dropout: float = 0.0
+    name: str = "cadenza-model"
+    license: str = "see data sources"
+
+
+def pick_device(name: str) -> str:
+    if name != "auto":
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * frac))
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def evaluate(model, samplers: dict[str, WindowSampler], batch_size: int, batches: int, device) -> dict[str, float]:
+    """Mean token loss per style on fixed validation windows (same windows every call)."""
+    model.eval()
+    out = {}
+    for style, sampler in samplers.items():
+        sampler.rng = np.random.default_rng(1234)
+        tot, n = 0.0, 0
+        for _ in range(batches):
+            x, y = sampler.batch(batch_size)
+            logits = model(torch.from_numpy(x).to(device))
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), torch.from_numpy(y).to(device).flatten(),
+                                                     ignore_index=-100, reduction="sum")
+            tot += loss.item()
+            n += int((y != -100).sum())
+        out[style] = tot / max(n, 1)
+    model.train()
+    return out
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) a model; returns the path of the finished model folder."""
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoint.pt"
+    if resume:
+        if not ckpt_path.exists():
+            raise CadenzaError(f"nothing to resume: {ckpt_path} does not exist")
+        ck = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        saved = ck["train_config"]
+        cfg = TrainConfig(**{**saved, "out": cfg.out, "steps": max(cfg.steps, saved["steps"])
+                             if cfg.steps != TrainConfig.steps else saved["steps"],
+                             "max_minutes": cfg.max_minutes, "threads": cfg.threads})
+    elif ckpt_path.exists():
+        raise CadenzaError(f"{out} already has a checkpoint: add --resume to continue it, or pick another --out")
+    if not cfg.data:
+        raise CadenzaError("no training data: give at least one --data FOLDER or --data music21:NAME")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+
+    sources = [Source.parse(s) for s in cfg.data]
+    styles = sorted({s.style for s in sources})
+    tok = RemiTokenizer(RemiSpec(styles=styles))
+    shards = build_shards(sources, tok, out / "data", cfg.valid_fraction, cfg.max_pieces)
+    train_shards = {s: sh for (s, split), sh in shards.items() if split == "train"}
+    valid_shards = {s: sh for (s, split), sh in shards.items() if split == "valid"}
+    for s in styles:  # every style needs validation data; fall back to its training data if too small
+        if s not in valid_shards and s in train_shards:
+            valid_shards[s] = train_shards[s]
+    sampler = WindowSampler(train_shards, tok, cfg.ctx, seed=cfg.seed, transpose=cfg.transpose)
+    vsamplers = {s: WindowSampler({s: sh}, tok, cfg.ctx, transpose=0) for s, sh in valid_shards.items()}
+    stats = {f"{s}/{sp}": {"pieces": sh.n_pieces, "tokens": int(len(sh.tokens))} for (s, sp), sh in shards.items()}
+    (out / "data_stats.json").write_text(json.dumps(stats, indent=2))
+
+    mcfg = ModelConfig(vocab_size=tok.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
+                       d_ff=cfg.d_ff, max_seq_len=max(1024, cfg.ctx), dropout=cfg.dropout)
+    model = Transformer(mcfg).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
+    step, history, best = 0, [], None
+    if resume:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        step, history = ck["step"], json.loads(ck["history"])
+        sampler.rng = np.random.default_rng(cfg.seed + step)
+        torch.manual_seed(cfg.seed + step)
+
+    def save_ckpt():
+        atomic_torch_save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+                           "train_config": asdict(cfg), "history": json.dumps(history)}, ckpt_path)
+
+    t_start, tokens_seen = time.time(), 0
+    bar = tqdm(total=cfg.steps, initial=step, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
+    model.train()
+    while step < cfg.steps:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        x, y = sampler.batch(cfg.batch_size)
+        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        tokens_seen += int((y != -100).sum())
+        rate = tokens_seen / max(time.time() - t_start, 1e-9)
+        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:.0f}")
+        bar.update(1)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            val = evaluate(model, vsamplers, cfg.batch_size, cfg.eval_batches, device)
+            history.append({"step": step, "train_loss": round(loss.item(), 4),
+                            "valid": {k: round(v, 4) for k, v in val.items()}})
+            bar.write(f"step {step}: train {loss.item():.3f}  valid " +
+                      "  ".join(f"{k} {v:.3f}" for k, v in val.items()))
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            save_ckpt()
+        if cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes:
+            save_ckpt()
+            bar.write(f"stopped after {cfg.max_minutes} minutes at step {step}; continue with --resume")
+            break
+    bar.close()
+    final = out / "model"
+    val = history[-1]["valid"] if history else evaluate(model, vsamplers, cfg.batch_size, cfg.eval_batches, device)
+    meta = {
+        "name": cfg.name,
+        "family": "remi-lm",
+        "tokenizer": tok.to_config(),
+        "styles": styles,
+        "license": cfg.license,
+        "training": {"data": cfg.data, "steps": step, "config": asdict(cfg), "data_stats": stats,
+                     "valid_loss": val, "history": history[-20:]},
+    }
+    save_model_folder(final, model.cpu(), meta, card=model_card(meta))
+    model.to(device)
+    return final
+
+
+def model_card(meta: dict) -> str:
+    t = meta["training"]
+    c = t["config"]
+    rows = "\n".join(f"| {s} | {t['valid_loss'].get(s, float('nan')):.3f} |" for s in meta["styles"])
+    data = "\n".join(f"- `{d}`" for d in t["data"])
+    stats = "\n".join(f"| {k} | {v['pieces']} | {v['tokens']:,} |" for k, v in sorted(t["data_stats"].items()))
+    return f"""# {meta['name']}
+
+A decoder-only transformer ({c['n_layers']} layers, d_model {c['d_model']}, {c['n_heads']} heads,
+RoPE, context {c['ctx']}) over REMI tokens (miditok) with style tokens: {', '.join(meta['styles'])}.
+
+## Data
+
+{data}
+
+| style/split | pieces | tokens |
+|---|---|---|
+{stats}
+
+License of the data: {meta['license']}
+
+## Recipe
+
+`cadenza train` with {t['steps']} steps, batch {c['batch_size']} x {c['ctx']} tokens, AdamW lr {c['lr']}
+(cosine to {c['min_lr']}), transposition augmentation +-{c['transpose']} semitones, seed {c['seed']}.
+
+## Validation loss (nats per token, held-out pieces)
+
+| style | loss |
+|---|---|
+{rows}
+"""
