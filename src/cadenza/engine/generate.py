@@ -114,7 +114,10 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                 if st.complete():
                     masks[b] = False
                     masks[b, eos] = True
-        recent = torch.tensor([s[-sampling.repetition_window:] for s in seqs])
+            elif stop.bars is not None or stop.seconds is not None:
+                masks[b, eos] = False  # the user asked for a length: do not end early
+        w = sampling.repetition_window  # left-pad: finished rows stop growing
+        recent = torch.tensor([[pad] * max(0, w - len(s)) + s[-w:] for s in seqs])
         lg = apply_repetition_penalty(logits, recent, sampling.repetition_penalty, penalize)
         nxt = sample(lg, sampling, masks, gen)
         n_new += 1

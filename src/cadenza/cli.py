@@ -1,0 +1,220 @@
+"""The ``cadenza`` command: one entry point, one subcommand per job.
+
+Every user error becomes one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from cadenza.errors import CadenzaError
+
+EXIT_USAGE, EXIT_ERROR = 2, 1
+OUT_SUFFIXES = (".mid", ".midi", ".musicxml", ".xml", ".mxl", ".abc")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return v
+
+
+def _meter(text: str) -> tuple[int, int]:
+    try:
+        a, b = text.split("/")
+        return int(a), int(b)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"meter must look like 3/4, got '{text}'") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cadenza", description="Music with autoregressive transformers.")
+    p.add_argument("--version", action="version", version=f"cadenza {__import__('cadenza').__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="write new music, from nothing or continuing a seed",
+                       description="Write new music with a model, from nothing or continuing a seed.")
+    seed = g.add_argument_group("seed (at most one)")
+    seed.add_argument("--prompt", metavar="FILE", help="a .mid/.abc/.musicxml file to continue")
+    seed.add_argument("--notes", metavar="TEXT", help='typed notes, e.g. "E4 D4 C4 D4 | E4 E4 E4/2"')
+    seed.add_argument("--chords", metavar="TEXT", help='chord symbols played as block chords, e.g. "C G Am F"')
+    ctl = g.add_argument_group("controls")
+    ctl.add_argument("--model", metavar="NAME|DIR", help="model name or folder (default: the bundled model)")
+    ctl.add_argument("--style", help="style token, e.g. folk, chorale, pop, classical (see `cadenza models`)")
+    ctl.add_argument("--instruments", metavar="LIST", help="comma-separated GM names or numbers, e.g. piano,violin")
+    ctl.add_argument("--tempo", type=_positive_float, metavar="BPM", help="tempo in quarter notes per minute")
+    ctl.add_argument("--meter", type=_meter, metavar="N/D", help="time signature, e.g. 3/4")
+    length = g.add_argument_group("length (default 16 bars)")
+    length.add_argument("--bars", type=_positive_int, help="new bars to write")
+    length.add_argument("--seconds", type=_positive_float, help="seconds of new music to write")
+    length.add_argument("--max-tokens", type=_positive_int, help="new tokens to write")
+    smp = g.add_argument_group("sampling")
+    smp.add_argument("--temperature", type=_positive_float, default=1.0, help="> 0; lower is safer (default 1.0)")
+    smp.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (0 = off)")
+    smp.add_argument("--top-p", type=_positive_float, default=0.95, help="nucleus sampling mass (default 0.95)")
+    smp.add_argument("--repetition-penalty", type=float, default=1.1, help=">= 1; discourages repeated pitches")
+    smp.add_argument("--seed", type=int, help="random seed: the same seed gives the same piece")
+    smp.add_argument("--variations", type=_positive_int, default=1, help="write N takes: NAME-1.mid ... NAME-N.mid")
+    g.add_argument("--out", action="append", metavar="FILE",
+                   help="output file (.mid, .musicxml, .abc); may be given more than once")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    t = sub.add_parser("train", help="train a model on your own music",
+                       description="Train a model on folders of MIDI/ABC/MusicXML and music21 corpora.")
+    t.add_argument("--data", action="append", required=True, metavar="SRC[=STYLE]",
+                   help="a folder of scores or music21:<composer or corpus>, optionally =STYLE; repeatable")
+    t.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoint, logs, final model/)")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    from cadenza.train.loop import TrainConfig  # dataclass defaults are the CLI defaults
+
+    d = TrainConfig(out="")
+    for flag, typ, dest, hlp in [
+        ("--steps", int, "steps", "optimizer steps"), ("--batch-size", int, "batch_size", "sequences per step"),
+        ("--ctx", int, "ctx", "tokens per training window"), ("--lr", float, "lr", "peak learning rate"),
+        ("--d-model", int, "d_model", "model width"), ("--layers", int, "n_layers", "transformer layers"),
+        ("--heads", int, "n_heads", "attention heads"), ("--d-ff", int, "d_ff", "feed-forward width"),
+        ("--eval-every", int, "eval_every", "steps between validations"),
+        ("--save-every", int, "save_every", "steps between checkpoints"), ("--seed", int, "seed", "random seed"),
+        ("--transpose", int, "transpose", "transposition augmentation range in semitones (0 = off)"),
+        ("--valid-fraction", float, "valid_fraction", "share of pieces held out for validation"),
+        ("--max-pieces", int, "max_pieces", "at most this many pieces per source"),
+        ("--max-minutes", float, "max_minutes", "stop (resumably) after this many minutes"),
+        ("--threads", int, "threads", "CPU threads"), ("--device", str, "device", "auto, cpu or cuda"),
+        ("--name", str, "name", "model name"), ("--license", str, "license", "license of the data, for the card"),
+    ]:
+        t.add_argument(flag, type=typ, dest=dest, default=getattr(d, dest), help=f"{hlp} (default {getattr(d, dest)})")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    sub.add_parser("models", help="list bundled and local models with their styles",
+                   description="List bundled and local models with their styles.")
+    return p
+
+
+def _check_outputs(paths: list[str]) -> list[Path]:
+    out = []
+    for s in paths:
+        p = Path(s)
+        if p.suffix.lower() not in OUT_SUFFIXES:
+            raise CadenzaError(f"cannot write {p}: unknown output type '{p.suffix}' (use {', '.join(OUT_SUFFIXES)})")
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise CadenzaError(f"cannot write {p}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise CadenzaError(f"cannot write {p}: folder {parent} is not writable")
+        out.append(p)
+    return out
+
+
+def _take_path(p: Path, k: int, n: int) -> Path:
+    return p if n == 1 else p.with_name(f"{p.stem}-{k}{p.suffix}")
+
+
+def cmd_generate(a) -> int:
+    from cadenza.score import parse_chords, parse_instruments, parse_notes, read_score, write_score
+    from cadenza.score import count_notes, score_seconds
+
+    seeds = [x for x in (a.prompt, a.notes, a.chords) if x is not None]
+    if len(seeds) > 1:
+        raise CadenzaError("give at most one of --prompt, --notes, --chords")
+    outs = _check_outputs(a.out or [time.strftime("cadenza-%Y%m%d-%H%M%S.mid")])
+    instruments = parse_instruments(a.instruments) if a.instruments else None
+    first_prog = instruments[0][0] if instruments and not instruments[0][1] else 0
+    tempo = a.tempo or 120.0
+    meter = a.meter or (4, 4)
+    prompt = None
+    if a.prompt:
+        prompt = read_score(a.prompt)
+    elif a.notes:
+        prompt = parse_notes(a.notes, tempo=tempo, program=first_prog, time_signature=meter)
+    elif a.chords:
+        prompt = parse_chords(a.chords, tempo=tempo, program=first_prog, time_signature=meter)
+    from cadenza.tasks import load_model
+
+    model = load_model(a.model)
+    bar = None
+    if not a.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(desc="generating", unit="tok", leave=False)
+    res = model.generate(prompt, bars=a.bars, seconds=a.seconds, max_tokens=a.max_tokens, style=a.style,
+                         instruments=instruments, tempo=a.tempo, time_signature=a.meter,
+                         temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+                         repetition_penalty=a.repetition_penalty, seed=a.seed, variations=a.variations,
+                         progress=(lambda n: bar.update(1)) if bar else None)
+    if bar:
+        bar.close()
+    scores = res if isinstance(res, list) else [res]
+    for k, score in enumerate(scores, 1):
+        for p in outs:
+            path = _take_path(p, k, len(scores))
+            write_score(score, path)
+            print(f"wrote {path} ({count_notes(score)} notes, {score_seconds(score):.1f} s, "
+                  f"{len(score.tracks)} track{'s' if len(score.tracks) != 1 else ''})")
+    return 0
+
+
+def cmd_train(a) -> int:
+    from dataclasses import fields
+
+    from cadenza.train import TrainConfig, train
+
+    cfg = TrainConfig(out=a.out, **{f.name: getattr(a, f.name) for f in fields(TrainConfig)
+                                    if f.name not in ("out",) and hasattr(a, f.name)})
+    path = train(cfg, resume=a.resume, progress=not a.quiet)
+    print(f"model written to {path}")
+    return 0
+
+
+def cmd_models(a) -> int:
+    from cadenza.tasks import list_models
+
+    models = list_models()
+    if not models:
+        print("no models found")
+        return 0
+    for m in models:
+        loss = ", ".join(f"{k} {v:.3f}" for k, v in m["valid_loss"].items())
+        print(f"{m['name']:<16} {m['kind']:<8} styles: {', '.join(m['styles']) or '-'}"
+              + (f"  (valid loss {loss})" if loss else "") + f"\n{'':<16} {m['path']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed one usage line
+        return int(e.code or 0)
+    if a.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return {"generate": cmd_generate, "train": cmd_train, "models": cmd_models}[a.command](a)
+    except CadenzaError as e:
+        print(f"cadenza: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("cadenza: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

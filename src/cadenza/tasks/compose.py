@@ -1,0 +1,194 @@
+"""Continue a prompt (or start from nothing) with a model: the main task.
+
+The prompt's own notes are kept exactly as given (not re-quantized through the
+tokenizer); only the new notes come from decoding. The engine is told which
+programs and which meter are allowed, so only the requested instruments sound.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import symusic
+
+from cadenza.engine import SamplingConfig, StopConfig, generate
+from cadenza.errors import CadenzaError, ModelError
+from cadenza.model import load_model_folder, read_config
+from cadenza.tokenizers import tokenizer_from_config
+from cadenza.tokenizers.remi import T_BAR, T_DUR, T_PITCH, T_DRUM, T_PROG, T_VEL
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = "default"
+
+
+def local_models_dir() -> Path:
+    return Path(os.environ.get("CADENZA_MODELS", Path.home() / ".cadenza" / "models"))
+
+
+def find_model(name: str | os.PathLike | None = None) -> Path:
+    """A model folder by path, bundled name, or name under $CADENZA_MODELS (~/.cadenza/models)."""
+    name = name or DEFAULT_MODEL
+    p = Path(name)
+    if (p / "config.json").is_file():
+        return p
+    if (p / "model" / "config.json").is_file():  # a training run folder
+        return p / "model"
+    for base in (BUNDLED_DIR, local_models_dir()):
+        if (base / str(name) / "config.json").is_file():
+            return base / str(name)
+    known = ", ".join(m["name"] for m in list_models()) or "none"
+    raise ModelError(f"no model named '{name}' (known: {known}; or give a model folder path)")
+
+
+def list_models() -> list[dict]:
+    """Bundled and local models with their styles."""
+    out = []
+    for kind, base in (("bundled", BUNDLED_DIR), ("local", local_models_dir())):
+        if not base.is_dir():
+            continue
+        for d in sorted(base.iterdir()):
+            if (d / "config.json").is_file():
+                try:
+                    cfg = read_config(d)
+                except ModelError:
+                    continue
+                out.append({"name": d.name, "kind": kind, "path": str(d), "styles": cfg.get("styles", []),
+                            "family": cfg.get("family", "?"),
+                            "params_m": None, "valid_loss": cfg.get("training", {}).get("valid_loss", {})})
+    return out
+
+
+def load_model(name: str | os.PathLike | None = None, device: str = "cpu") -> "CadenzaModel":
+    """Load a model by name or folder (default: the bundled default model)."""
+    path = find_model(name)
+    model, cfg = load_model_folder(path, device=device)
+    return CadenzaModel(model, tokenizer_from_config(cfg["tokenizer"]), cfg, path)
+
+
+class CadenzaModel:
+    """A loaded model with its tokenizer: ``generate`` returns ``symusic.Score``."""
+
+    def __init__(self, model, tokenizer, config: dict, path: Path | None = None):
+        self.model, self.tokenizer, self.config, self.path = model, tokenizer, config, path
+        self.name = config.get("name", path.name if path else "model")
+        self.styles: list[str] = list(config.get("styles", tokenizer.styles))
+
+    def __repr__(self) -> str:
+        return f"CadenzaModel({self.name!r}, styles={self.styles})"
+
+    # -- prompt handling -------------------------------------------------
+    def _prompt_ids(self, prompt: symusic.Score | None, style: str | None, tempo: float | None,
+                    meter: tuple[int, int]) -> list[int]:
+        tok = self.tokenizer
+        head = tok.header(style)
+        if prompt is None or prompt.note_num() == 0:
+            # an empty piece: first bar, meter and tempo are given, the model writes the rest
+            return head + [int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[meter],
+                           int(tok.ids_of_type[6][0]), tok.nearest_tempo_id(tempo or 120.0)]
+        ids = tok.encode(prompt, style)
+        # drop a trailing empty bar miditok may add, so the model continues inside the music
+        limit = self.model.cfg.max_seq_len - 64
+        if len(ids) > limit:  # keep the header and the most recent bars of a long prompt
+            body = ids[len(head):][-(limit - len(head)):]
+            first_bar = next((j for j, t in enumerate(body) if tok.type_of[t] == T_BAR), 0)
+            ids = head + body[first_bar:]
+        return ids
+
+    def generate(self, prompt: symusic.Score | str | os.PathLike | None = None, *, bars: int | None = None,
+                 seconds: float | None = None, max_tokens: int | None = None, style: str | None = None,
+                 instruments: list | None = None, tempo: float | None = None,
+                 time_signature: tuple[int, int] | None = None, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 0.95, repetition_penalty: float = 1.1, seed: int | None = None,
+                 variations: int = 1, progress: Callable[[int], None] | None = None):
+        """Continue ``prompt`` (a Score, a file path, or None) and return a Score (a list if variations > 1).
+
+        ``instruments`` is a list of GM programs, names, or (program, is_drum) pairs; only those sound
+        in the new music. Stops after ``bars`` new bars, ``seconds`` of new music or ``max_tokens``
+        tokens (16 bars when none is given).
+        """
+        from cadenza.score import parse_instrument, read_score
+
+        tok = self.tokenizer
+        if isinstance(prompt, (str, os.PathLike)):
+            prompt = read_score(prompt)
+        for name, v in (("bars", bars), ("seconds", seconds), ("max tokens", max_tokens)):
+            if v is not None and v <= 0:
+                raise CadenzaError(f"{name} must be greater than 0 (got {v})")
+        if variations < 1:
+            raise CadenzaError(f"variations must be at least 1 (got {variations})")
+        if tempo is not None and not 10 <= tempo <= 400:
+            raise CadenzaError(f"tempo must be between 10 and 400 beats per minute (got {tempo})")
+        if style is None:
+            style = self.config.get("default_style") or (self.styles[0] if self.styles else None)
+        elif style not in self.styles:
+            raise CadenzaError(f"unknown style '{style}': this model knows {', '.join(self.styles)}")
+        if prompt is not None:
+            prompt = prompt.copy() if prompt.ttype == "Tick" or str(prompt.ttype) == "Tick" else prompt.to("tick")
+            pitched = [t for t in prompt.tracks if not t.is_drum and len(t.notes)]
+            if prompt.note_num() > 0 and not pitched and instruments is None:
+                raise CadenzaError("the prompt has only drums: nothing pitched to continue "
+                                   "(give --instruments to choose what to write)")
+            if tempo is not None:
+                prompt.tempos.clear()
+                prompt.tempos.append(symusic.Tempo(0, qpm=float(tempo)))
+        meter = tuple(time_signature) if time_signature else None
+        if meter is None and prompt is not None and len(prompt.time_signatures):
+            ts = prompt.time_signatures[-1]
+            meter = (ts.numerator, ts.denominator)
+        meter = meter or (4, 4)
+        if meter not in tok.tsig_id:
+            raise CadenzaError(f"unsupported meter {meter[0]}/{meter[1]}: this model knows "
+                               + ", ".join(f"{a}/{b}" for a, b in sorted(tok.tsig_id)))
+        programs = None
+        if instruments is not None:
+            progs = []
+            for inst in instruments:
+                p, drum = inst if isinstance(inst, tuple) else parse_instrument(inst)
+                progs.append(-1 if drum else int(p))
+            programs = sorted(set(progs))
+        elif prompt is not None and prompt.note_num() > 0:
+            programs = sorted({-1 if t.is_drum else t.program for t in prompt.tracks if len(t.notes)})
+        ids = self._prompt_ids(prompt, style, tempo, meter)
+        if bars is None and seconds is None and max_tokens is None:
+            bars = 16
+        sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
+                                  repetition_penalty=repetition_penalty, seed=seed).validate()
+        stop = StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens)
+        result = generate(self.model, tok, ids, n=variations, sampling=sampling, stop=stop,
+                          constraints={"programs": programs, "time_signature": meter}, progress=progress)
+        scores = [self._to_score(prompt, seq, result.prompt_len, tempo) for seq in result.ids]
+        return scores[0] if variations == 1 else scores
+
+    def _to_score(self, prompt: symusic.Score | None, seq: list[int], prompt_len: int,
+                  tempo: float | None) -> symusic.Score:
+        """The prompt as given plus the decoded new notes, merged by instrument."""
+        from cadenza.score import instrument_name
+
+        tok = self.tokenizer
+        # keep the prompt's structure tokens (bars, positions, tempo) but not its notes, so new
+        # notes decode at the right times and nothing of the prompt is decoded twice
+        note_types = {T_PROG, T_PITCH, T_DRUM, T_VEL, T_DUR}
+        body = [t for j, t in enumerate(seq) if j >= prompt_len or tok.type_of[t] not in note_types]
+        new = tok.decode(body)
+        if prompt is None or prompt.note_num() == 0:
+            out = new
+            if tempo is not None or not len(out.tempos):
+                out.tempos.clear()
+                out.tempos.append(symusic.Tempo(0, qpm=float(tempo or 120.0)))
+        else:
+            out = prompt.resample(480, min_dur=1) if prompt.tpq != 480 else prompt.copy()
+            for tr in new.tracks:
+                target = next((t for t in out.tracks if t.program == tr.program and t.is_drum == tr.is_drum), None)
+                if target is None:
+                    target = symusic.Track(instrument_name(tr.program, tr.is_drum), tr.program, tr.is_drum)
+                    out.tracks.append(target)
+                    target = out.tracks[-1]
+                for n in tr.notes:
+                    target.notes.append(n)
+                target.notes.sort()
+        for tr in out.tracks:
+            if not tr.name:
+                tr.name = instrument_name(tr.program, tr.is_drum)
+        return out
