@@ -45,8 +45,15 @@ def _meter(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"meter must look like 3/4, got '{text}'") from None
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage itself is one --help away)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cadenza", description="Music with autoregressive transformers.")
+    p = OneLineParser(prog="cadenza", description="Music with autoregressive transformers.")
     p.add_argument("--version", action="version", version=f"cadenza {__import__('cadenza').__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 

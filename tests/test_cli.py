@@ -1,0 +1,172 @@
+"""The command line through ``main([...])``, bad input included: one line, non-zero exit, nothing left."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import symusic
+
+from cadenza.cli import main
+from cadenza.score import read_score, write_score
+from conftest import make_score
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(code, err, *words):
+    assert code != 0
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w.lower() in lines[0].lower(), lines[0]
+
+
+@pytest.fixture()
+def tune(tmp_path, melody):
+    p = tmp_path / "tune.mid"
+    write_score(melody, p)
+    return p
+
+
+def test_generate_from_nothing(capsys, tmp_path, tiny_model_dir):
+    out = tmp_path / "song.mid"
+    code, stdout, err = run(capsys, "generate", "--model", tiny_model_dir, "--bars", 2, "--max-tokens", 200,
+                            "--seed", 1, "--out", out)
+    assert code == 0, err
+    assert "wrote" in stdout and str(out) in stdout
+    assert symusic.Score(str(out)).note_num() > 0
+
+
+def test_generate_continues_prompt_and_keeps_it(capsys, tmp_path, tiny_model_dir, tune, melody):
+    out = tmp_path / "out.mid"
+    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--prompt", tune, "--bars", 2,
+                       "--temperature", 0.9, "--top-p", 0.95, "--seed", 7, "--out", out)
+    assert code == 0, err
+    got = read_score(out)
+    prompt_notes = sorted((n.start, n.pitch, n.duration) for n in melody.tracks[0].notes)
+    got_notes = sorted((n.start, n.pitch, n.duration) for t in got.tracks for n in t.notes)
+    assert set(prompt_notes) <= set(got_notes)  # the prompt is kept note for note
+    assert {t.program for t in got.tracks} == {0}  # continuing a piano prompt writes piano only
+
+
+def test_same_seed_same_file(capsys, tmp_path, tiny_model_dir):
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"s{k}.mid"
+        assert run(capsys, "generate", "--model", tiny_model_dir, "--bars", 2, "--max-tokens", 150,
+                   "--seed", 5, "--out", out)[0] == 0
+        outs.append(sorted((n.start, n.pitch) for t in read_score(out).tracks for n in t.notes))
+    assert outs[0] == outs[1]
+
+
+def test_notes_chords_instruments_formats_variations(capsys, tmp_path, tiny_model_dir):
+    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--notes", "E4 D4 C4 D4 | E4 E4 E4/2",
+                       "--bars", 1, "--max-tokens", 100, "--out", tmp_path / "b.mid", "--out", tmp_path / "b.musicxml",
+                       "--out", tmp_path / "b.abc")
+    assert code == 0, err
+    for suffix in ("mid", "musicxml", "abc"):
+        assert read_score(tmp_path / f"b.{suffix}").note_num() >= 7
+    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--chords", "C G Am F",
+                       "--instruments", "piano,violin", "--tempo", 96, "--bars", 2, "--max-tokens", 150,
+                       "--variations", 3, "--seed", 2, "--out", tmp_path / "take.mid")
+    assert code == 0, err
+    for k in (1, 2, 3):
+        s = read_score(tmp_path / f"take-{k}.mid")
+        assert {t.program for t in s.tracks if len(t.notes)} <= {0, 40}
+        assert abs(s.tempos[0].qpm - 96) < 0.5
+    assert not (tmp_path / "take.mid").exists()
+
+
+def test_models_lists_styles(capsys, monkeypatch, tiny_model_dir):
+    monkeypatch.setenv("CADENZA_MODELS", str(tiny_model_dir.parent))
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "tiny" in out and "folk" in out
+
+
+def test_help_for_every_command(capsys):
+    for cmd in ("generate", "train", "models"):
+        assert run(capsys, cmd, "--help")[0] == 0
+    assert run(capsys)[0] != 0
+
+
+def test_train_and_resume(capsys, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(6):
+        write_score(make_score([(60 + (i * 7 + k) % 12, i * 0.5, 0.5, 80) for i in range(64)]), data / f"p{k}.mid")
+    out = tmp_path / "run"
+    args = ["train", "--data", f"{data}=folk", "--out", out, "--ctx", 64, "--batch-size", 2, "--d-model", 32,
+            "--layers", 1, "--heads", 2, "--d-ff", 32, "--eval-every", 2, "--save-every", 1, "--valid-fraction", 0.2,
+            "-q"]
+    code, stdout, err = run(capsys, *args, "--steps", 3)
+    assert code == 0, err
+    assert (out / "model" / "config.json").is_file() and (out / "model" / "model.safetensors").is_file()
+    # a second run into the same folder must not silently overwrite it
+    code, _, err = run(capsys, *args, "--steps", 3)
+    one_line_error(code, err, "--resume")
+    code, _, err = run(capsys, *args, "--steps", 5, "--resume")
+    assert code == 0, err
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    assert cfg["training"]["steps"] == 5 and cfg["styles"] == ["folk"]
+
+
+# ---- bad input: one line naming the problem, non-zero exit, nothing half-written ----
+
+def bad_files(tmp_path):
+    empty = tmp_path / "empty.mid"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.mid"
+    text.write_text("this is not music\n")
+    good = tmp_path / "good.mid"
+    write_score(make_score([(60 + i % 12, i, 1, 80) for i in range(32)]), good)
+    trunc = tmp_path / "trunc.mid"
+    trunc.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    drums = tmp_path / "drums.mid"
+    write_score(make_score([(36, i, 0.5, 100) for i in range(8)], is_drum=True), drums)
+    return {"empty": empty, "text": text, "trunc": trunc, "drums": drums}
+
+
+@pytest.mark.parametrize("case,words", [
+    ("empty", ["empty.mid", "empty"]), ("text", ["text.mid", "not a MIDI"]), ("trunc", ["trunc.mid"]),
+    ("drums", ["drums"]),
+])
+def test_bad_prompt_files(capsys, tmp_path, tiny_model_dir, case, words):
+    files = bad_files(tmp_path)
+    out = tmp_path / "out.mid"
+    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--prompt", files[case], "--out", out)
+    one_line_error(code, err, *words)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--bars", "0"], ["--bars", "greater than 0"]),
+    (["--temperature", "0"], ["--temperature"]),
+    (["--temperature", "-1"], ["--temperature"]),
+    (["--instruments", "piano,kazooo"], ["kazooo"]),
+    (["--chords", "C G Hm7 F"], ["Hm7"]),
+    (["--notes", "E4 D4 H4"], ["H4"]),
+    (["--style", "metal"], ["metal"]),
+])
+def test_bad_arguments(capsys, tmp_path, tiny_model_dir, args, words):
+    out = tmp_path / "out.mid"
+    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, *args, "--out", out)
+    one_line_error(code, err, *words)
+    assert not out.exists()
+
+
+def test_unwritable_output(capsys, tmp_path, tiny_model_dir):
+    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--out", tmp_path / "no" / "such" / "dir.mid")
+    one_line_error(code, err, "cannot write")
+    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--out", tmp_path / "x.wav")
+    one_line_error(code, err, "cannot write")
+
+
+def test_missing_model(capsys, tmp_path):
+    code, _, err = run(capsys, "generate", "--model", tmp_path / "nope", "--out", tmp_path / "a.mid")
+    one_line_error(code, err, "no model")

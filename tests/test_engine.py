@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from cadenza.engine import SamplingConfig, StopConfig, generate, sample
+from cadenza.errors import CadenzaError
+from cadenza.model import load_model_folder
+from cadenza.tokenizers.remi import T_BAR, T_DRUM, T_PITCH, T_PROG
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    model, _ = load_model_folder(tiny_model_dir)
+    return model
+
+
+def test_thousand_random_sequences_all_decode(tiny, tokenizer):
+    """Random weights + grammar mask: every sequence is valid and every note token group becomes a note."""
+    total = 0
+    for batch in range(10):
+        res = generate(tiny, tokenizer, tokenizer.header("pop"), n=100,
+                       sampling=SamplingConfig(temperature=1.0, top_p=1.0, seed=batch),
+                       stop=StopConfig(max_tokens=120))
+        for seq in res.ids:
+            assert tokenizer.check(seq) == []
+            n_pitch = int(np.isin(tokenizer.type_of[seq], [T_PITCH, T_DRUM]).sum())
+            assert tokenizer.decode(seq).note_num() == n_pitch
+            total += 1
+    assert total == 1000
+
+
+def test_same_seed_same_piece(tiny, tokenizer):
+    run = lambda seed: generate(tiny, tokenizer, tokenizer.header("folk"), sampling=SamplingConfig(seed=seed),
+                                stop=StopConfig(bars=4, max_tokens=200)).ids[0]
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_top_k_one_is_argmax():
+    logits = torch.randn(3, 20)
+    ids = sample(logits, SamplingConfig(top_k=1, top_p=1.0), None, torch.Generator().manual_seed(0))
+    assert ids.tolist() == logits.argmax(-1).tolist()
+
+
+def test_top_p_keeps_nucleus():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    g = torch.Generator().manual_seed(0)
+    seen = {int(sample(logits, SamplingConfig(top_p=0.7), None, g)) for _ in range(200)}
+    assert seen == {0, 1}
+
+
+def test_stops_after_bars_and_respects_programs(tiny, tokenizer):
+    res = generate(tiny, tokenizer, tokenizer.header("pop"), n=4, sampling=SamplingConfig(seed=1),
+                   stop=StopConfig(bars=3), constraints={"programs": [0, 40], "time_signature": (3, 4)})
+    for seq in res.ids:
+        kinds = tokenizer.type_of[seq]
+        assert int((kinds == T_BAR).sum()) == 3
+        progs = {tokenizer.id_to_token[t] for t, k in zip(seq, kinds) if k == T_PROG}
+        assert progs <= {"Program_0", "Program_40"}
+        assert {tokenizer.id_to_token[t] for t in seq if tokenizer.id_to_token[t].startswith("TimeSig")} == {"TimeSig_3/4"}
+
+
+def test_bad_sampling_settings():
+    for kw in ({"temperature": 0}, {"temperature": -1}, {"top_p": 0}, {"top_k": -1}, {"repetition_penalty": 0.5}):
+        with pytest.raises(CadenzaError):
+            SamplingConfig(**kw).validate()
+
+
+def test_long_generation_slides_window(tiny, tokenizer):
+    # the tiny model's context is 256 tokens: 600 new tokens need the sliding window
+    res = generate(tiny, tokenizer, tokenizer.header("pop"), sampling=SamplingConfig(seed=3),
+                   stop=StopConfig(bars=500, max_tokens=600))
+    assert len(res.ids[0]) >= 600
+    assert tokenizer.check(res.ids[0]) == []
