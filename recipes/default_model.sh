@@ -6,14 +6,14 @@
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/default}
-STEPS=${STEPS:-1000}
+STEPS=${STEPS:-900}
 cadenza train \
   --data "$DATA/nottingham=folk" \
   --data "music21:bach=chorale" \
   --data "$DATA/pop909=pop" \
   --data "$DATA/asap=classical" \
   --out "$OUT" --steps "$STEPS" --batch-size 16 --ctx 512 \
-  --d-model 256 --layers 4 --heads 8 --d-ff 704 --lr 1e-3 --eval-every 200 \
+  --d-model 256 --layers 4 --heads 8 --d-ff 704 --lr 1e-3 --eval-every 150 \
   --name cadenza-default --license "mixed: Nottingham GPL-3.0, POP909 MIT, ASAP CC BY-NC-SA 4.0 (non-commercial), music21 Bach corpus public domain; this model is for non-commercial use" \
   ${RESUME:+--resume}
 # then: cp -r "$OUT/model" src/cadenza/models/default

@@ -170,3 +170,39 @@ def test_unwritable_output(capsys, tmp_path, tiny_model_dir):
 def test_missing_model(capsys, tmp_path):
     code, _, err = run(capsys, "generate", "--model", tmp_path / "nope", "--out", tmp_path / "a.mid")
     one_line_error(code, err, "no model")
+
+
+def test_resume_after_kill(tmp_path):
+    """A training process killed mid-run resumes from its last atomic checkpoint."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(4):
+        write_score(make_score([(60 + (i * 5 + k) % 12, i * 0.5, 0.5, 80) for i in range(64)]), data / f"p{k}.mid")
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "cadenza.cli", "train", "--data", f"{data}=folk", "--out", str(out), "--ctx", "64",
+            "--batch-size", "2", "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "32",
+            "--eval-every", "1000", "--save-every", "1", "--valid-fraction", "0.25", "-q", "--threads", "1"]
+    proc = subprocess.Popen(args + ["--steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = out / "checkpoint.pt"
+    try:
+        for _ in range(600):  # wait for a checkpoint a few steps in, then kill without warning
+            if ckpt.exists() and torch.load(ckpt, weights_only=True)["step"] >= 3:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    step_at_kill = torch.load(ckpt, weights_only=True)["step"]
+    assert step_at_kill >= 3
+    done = subprocess.run(args + ["--steps", str(step_at_kill + 2), "--resume"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert torch.load(ckpt, weights_only=True)["step"] == step_at_kill + 2
+    assert not list(out.glob("*.tmp"))
+    assert (out / "model" / "model.safetensors").is_file()

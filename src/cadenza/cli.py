@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = TrainConfig(out="")
     for flag, typ, dest, hlp in [
-        ("--steps", int, "steps", "optimizer steps"), ("--batch-size", int, "batch_size", "sequences per step"),
+("--batch-size", int, "batch_size", "sequences per step"),
         ("--ctx", int, "ctx", "tokens per training window"), ("--lr", float, "lr", "peak learning rate"),
         ("--d-model", int, "d_model", "model width"), ("--layers", int, "n_layers", "transformer layers"),
         ("--heads", int, "n_heads", "attention heads"), ("--d-ff", int, "d_ff", "feed-forward width"),
@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--name", str, "name", "model name"), ("--license", str, "license", "license of the data, for the card"),
     ]:
         t.add_argument(flag, type=typ, dest=dest, default=getattr(d, dest), help=f"{hlp} (default {getattr(d, dest)})")
+    t.add_argument("--steps", type=_positive_int, help=f"optimizer steps in all (default {d.steps}; "
+                   "with --resume, the run's own)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("models", help="list bundled and local models with their styles",
@@ -184,8 +186,8 @@ def cmd_train(a) -> int:
     from cadenza.train import TrainConfig, train
 
     cfg = TrainConfig(out=a.out, **{f.name: getattr(a, f.name) for f in fields(TrainConfig)
-                                    if f.name not in ("out",) and hasattr(a, f.name)})
-    path = train(cfg, resume=a.resume, progress=not a.quiet)
+                                    if f.name not in ("out", "steps") and hasattr(a, f.name)})
+    path = train(cfg, resume=a.resume, progress=not a.quiet, steps=a.steps)
     print(f"model written to {path}")
     return 0
 

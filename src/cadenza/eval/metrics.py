@@ -166,7 +166,10 @@ def polyphony(score: symusic.Score) -> float:
 def bar_starts(score: symusic.Score, until: int) -> np.ndarray:
     """Tick of every bar start up to ``until`` (exclusive), following the time signatures (4/4 if none)."""
     tpq = int(score.tpq)
-    sigs = sorted((int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures)
+    # stable sort by time: of several signatures at one tick the last listed wins (as the
+    # tokenizer and ``CadenzaModel.generate`` read them)
+    sigs = sorted(((int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures),
+                  key=lambda x: x[0])
     if not sigs or sigs[0][0] > 0:
         sigs.insert(0, (0, 4, 4))
     starts: list[int] = []

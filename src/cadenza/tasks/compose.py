@@ -88,7 +88,6 @@ class CadenzaModel:
             return head + [int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[meter],
                            int(tok.ids_of_type[6][0]), tok.nearest_tempo_id(tempo or 120.0)]
         ids = tok.encode(prompt, style)
-        # drop a trailing empty bar miditok may add, so the model continues inside the music
         limit = self.model.cfg.max_seq_len - 64
         if len(ids) > limit:  # keep the header and the most recent bars of a long prompt
             body = ids[len(head):][-(limit - len(head)):]

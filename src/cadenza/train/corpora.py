@@ -27,6 +27,10 @@ from cadenza.tokenizers.remi import T_BAR
 
 SCORE_SUFFIXES = {".mid", ".midi", ".abc", ".musicxml", ".mxl", ".xml"}
 
+# POP909's MIDI files carry unreliable meters (1/4, 2/4, several at tick 0) although the
+# songs are in 4/4 (its beat annotations say so); a wrong meter makes "bars" meaningless.
+FIXED_METERS = {"pop909": (4, 4)}
+
 # style of well-known corpora, by folder or corpus name (lower case)
 KNOWN_STYLES = {
     "pop909": "pop", "nottingham": "folk", "abc_cleaned": "folk", "asap": "classical",
@@ -81,13 +85,20 @@ def iter_pieces(source: Source, asap_scores_only: bool = True) -> Iterator[tuple
     # ASAP holds both performances and their quantized scores; the scores are what we learn from
     if asap_scores_only and any(p.name == "midi_score.mid" for p in files):
         files = [p for p in files if p.name == "midi_score.mid"]
+    meter = FIXED_METERS.get(root.name.lower())
     for f in files:
+        # ids relative to the source folder: the split must not depend on how the path was typed
+        rel = f"{root.name}/{f.relative_to(root).as_posix()}" if f != root else f.name
         try:
             if f.suffix.lower() == ".abc":
                 for n, (title, score) in enumerate(read_abc_tunes(f)):
-                    yield f"{f}#{n}", score
+                    yield f"{rel}#{n}", score
             else:
-                yield str(f), read_score(f)
+                score = read_score(f)
+                if meter:
+                    score.time_signatures.clear()
+                    score.time_signatures.append(symusic.TimeSignature(0, *meter))
+                yield rel, score
         except CadenzaError:
             continue
 

@@ -94,8 +94,11 @@ def evaluate(model, samplers: dict[str, WindowSampler], batch_size: int, batches
     return out
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train (or resume) a model; returns the path of the finished model folder."""
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: int | None = None) -> Path:
+    """Train (or resume) a model; returns the path of the finished model folder.
+
+    With ``resume``, the run's saved settings are used; ``steps`` (if given) replaces its total.
+    """
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint.pt"
     if resume:
@@ -103,10 +106,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
             raise CadenzaError(f"nothing to resume: {ckpt_path} does not exist")
         ck = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         saved = ck["train_config"]
-        cfg = TrainConfig(**{**saved, "out": cfg.out, "steps": max(cfg.steps, saved["steps"])
-                             if cfg.steps != TrainConfig.steps else saved["steps"],
+        cfg = TrainConfig(**{**saved, "out": cfg.out, "steps": steps or saved["steps"],
                              "max_minutes": cfg.max_minutes, "threads": cfg.threads})
-    elif ckpt_path.exists():
+        if ck["step"] >= cfg.steps:
+            raise CadenzaError(f"{out} already trained {ck['step']} steps: give --steps above that to continue")
+    else:
+        cfg.steps = steps or cfg.steps
+    if not resume and ckpt_path.exists():
         raise CadenzaError(f"{out} already has a checkpoint: add --resume to continue it, or pick another --out")
     if not cfg.data:
         raise CadenzaError("no training data: give at least one --data FOLDER or --data music21:NAME")
@@ -131,7 +137,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     (out / "data_stats.json").write_text(json.dumps(stats, indent=2))
 
     mcfg = ModelConfig(vocab_size=tok.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-                       d_ff=cfg.d_ff, max_seq_len=max(1024, cfg.ctx), dropout=cfg.dropout)
+                       d_ff=cfg.d_ff, max_seq_len=cfg.ctx, dropout=cfg.dropout)  # never past trained positions
     model = Transformer(mcfg).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
