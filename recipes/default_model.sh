@@ -16,4 +16,4 @@ cadenza train \
   --d-model 256 --layers 4 --heads 8 --d-ff 704 --lr 1e-3 --eval-every 150 \
   --name cadenza-default --license "mixed: Nottingham GPL-3.0, POP909 MIT, ASAP CC BY-NC-SA 4.0 (non-commercial), music21 Bach corpus public domain; this model is for non-commercial use" \
   ${RESUME:+--resume}
-# then: cp -r "$OUT/model" src/cadenza/models/default
+python recipes/bundle.py "$OUT/model" src/cadenza/models/default --default-style pop

@@ -84,9 +84,10 @@ class CadenzaModel:
         tok = self.tokenizer
         head = tok.header(style)
         if prompt is None or prompt.note_num() == 0:
-            # an empty piece: first bar, meter and tempo are given, the model writes the rest
-            return head + [int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[meter],
-                           int(tok.ids_of_type[6][0]), tok.nearest_tempo_id(tempo or 120.0)]
+            # an empty piece: the first bar and meter are given; the tempo too when asked for,
+            # else the model picks one that suits the style
+            ids = head + [int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[meter], int(tok.ids_of_type[6][0])]
+            return ids + [tok.nearest_tempo_id(tempo)] if tempo else ids
         ids = tok.encode(prompt, style)
         limit = self.model.cfg.max_seq_len - 64
         if len(ids) > limit:  # keep the header and the most recent bars of a long prompt

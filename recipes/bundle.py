@@ -1,0 +1,44 @@
+"""Copy a trained run's model folder into the package as a bundled model.
+
+    python recipes/bundle.py runs/default/model src/cadenza/models/default --default-style pop
+
+Records the style used when none is asked for and checks the size limit (25 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+LIMIT_MB = 25
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("src", type=Path)
+    ap.add_argument("dest", type=Path)
+    ap.add_argument("--default-style")
+    a = ap.parse_args()
+    cfg = json.loads((a.src / "config.json").read_text())
+    if a.default_style:
+        if a.default_style not in cfg["styles"]:
+            sys.exit(f"bundle: style '{a.default_style}' is not one of {cfg['styles']}")
+        cfg["default_style"] = a.default_style
+    size = sum(f.stat().st_size for f in a.src.iterdir()) / 2**20
+    if size > LIMIT_MB:
+        sys.exit(f"bundle: {a.src} is {size:.1f} MB, over the {LIMIT_MB} MB limit")
+    tmp = a.dest.with_name(a.dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(a.src, tmp)
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    shutil.rmtree(a.dest, ignore_errors=True)
+    tmp.rename(a.dest)
+    print(f"bundled {a.src} -> {a.dest} ({size:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
