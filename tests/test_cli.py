@@ -206,3 +206,17 @@ def test_resume_after_kill(tmp_path):
     assert torch.load(ckpt, weights_only=True)["step"] == step_at_kill + 2
     assert not list(out.glob("*.tmp"))
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def test_long_prompt_is_continued_after_its_end(tiny_model_dir):
+    """A prompt longer than the context is cut for the model, but new notes still come after it."""
+    import cadenza
+
+    model = cadenza.load_model(tiny_model_dir)
+    prompt = make_score([(60 + (i * 7) % 24, i * 0.5, 0.5, 80) for i in range(400)])  # 50 bars of eighths
+    assert len(model.tokenizer.encode(prompt)) > model.model.cfg.max_seq_len
+    out = model.generate(prompt, bars=2, max_tokens=120, seed=1)
+    end = prompt.end()
+    prompt_notes = {(n.start, n.pitch) for n in prompt.tracks[0].notes}
+    new = [n for t in out.tracks for n in t.notes if (n.start, n.pitch) not in prompt_notes]
+    assert new and min(n.start for n in new) >= end - 480  # within the last beat or after

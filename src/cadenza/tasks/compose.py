@@ -80,21 +80,24 @@ class CadenzaModel:
 
     # -- prompt handling -------------------------------------------------
     def _prompt_ids(self, prompt: symusic.Score | None, style: str | None, tempo: float | None,
-                    meter: tuple[int, int]) -> list[int]:
+                    meter: tuple[int, int]) -> tuple[list[int], list[int]]:
+        """(all prompt ids, the ids the model sees): a long prompt is cut to its recent bars."""
         tok = self.tokenizer
         head = tok.header(style)
         if prompt is None or prompt.note_num() == 0:
             # an empty piece: the first bar and meter are given; the tempo too when asked for,
             # else the model picks one that suits the style
             ids = head + [int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[meter], int(tok.ids_of_type[6][0])]
-            return ids + [tok.nearest_tempo_id(tempo)] if tempo else ids
+            ids = ids + [tok.nearest_tempo_id(tempo)] if tempo else ids
+            return ids, ids
         ids = tok.encode(prompt, style)
+        seen = ids
         limit = self.model.cfg.max_seq_len - 64
         if len(ids) > limit:  # keep the header and the most recent bars of a long prompt
             body = ids[len(head):][-(limit - len(head)):]
             first_bar = next((j for j, t in enumerate(body) if tok.type_of[t] == T_BAR), 0)
-            ids = head + body[first_bar:]
-        return ids
+            seen = head + body[first_bar:]
+        return ids, seen
 
     def generate(self, prompt: symusic.Score | str | os.PathLike | None = None, *, bars: int | None = None,
                  seconds: float | None = None, max_tokens: int | None = None, style: str | None = None,
@@ -150,7 +153,7 @@ class CadenzaModel:
             programs = sorted(set(progs))
         elif prompt is not None and prompt.note_num() > 0:
             programs = sorted({-1 if t.is_drum else t.program for t in prompt.tracks if len(t.notes)})
-        ids = self._prompt_ids(prompt, style, tempo, meter)
+        full_ids, ids = self._prompt_ids(prompt, style, tempo, meter)
         if bars is None and seconds is None and max_tokens is None:
             bars = 16
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
@@ -158,7 +161,9 @@ class CadenzaModel:
         stop = StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens)
         result = generate(self.model, tok, ids, n=variations, sampling=sampling, stop=stop,
                           constraints={"programs": programs, "time_signature": meter}, progress=progress)
-        scores = [self._to_score(prompt, seq, result.prompt_len, tempo) for seq in result.ids]
+        # decode new tokens after the *whole* prompt, so they land after it even when it was cut
+        scores = [self._to_score(prompt, full_ids + seq[result.prompt_len:], len(full_ids), tempo)
+                  for seq in result.ids]
         return scores[0] if variations == 1 else scores
 
     def _to_score(self, prompt: symusic.Score | None, seq: list[int], prompt_len: int,
