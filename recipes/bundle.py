@@ -21,6 +21,7 @@ def main() -> int:
     ap.add_argument("src", type=Path)
     ap.add_argument("dest", type=Path)
     ap.add_argument("--default-style")
+    ap.add_argument("--recipe-note", help="a paragraph for the model card: how to reproduce it")
     a = ap.parse_args()
     cfg = json.loads((a.src / "config.json").read_text())
     if a.default_style:
@@ -34,6 +35,9 @@ def main() -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(a.src, tmp)
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    if a.recipe_note:
+        card = tmp / "README.md"
+        card.write_text(card.read_text() + "\n## Reproduce\n\n" + a.recipe_note + "\n")
     shutil.rmtree(a.dest, ignore_errors=True)
     tmp.rename(a.dest)
     print(f"bundled {a.src} -> {a.dest} ({size:.1f} MB)")
