@@ -95,39 +95,10 @@ def realtime_factor(model, bars: int, seed: int = 0) -> tuple[float, float, floa
 
 # ------------------------------------------------------------------------------------ real data
 def validation_pieces(spec: str, style: str):
-    """(piece id, score) of the validation pieces of a source, with the ids training used.
+    """(piece id, score) of the validation pieces of a source: the very split training used."""
+    from cadenza.train.corpora import Source, iter_pieces
 
-    Same ids and split as ``cadenza.train.corpora.iter_pieces`` + ``is_valid``, but files whose
-    id is known before parsing (MIDI, music21 corpus) are only parsed when they are validation
-    pieces; ABC files hold several tunes (``file#n``) and are parsed whole.
-    """
-    from cadenza.train.corpora import SCORE_SUFFIXES, Source, is_valid, iter_pieces
-
-    if spec.startswith("music21:"):
-        import music21
-
-        from cadenza.score import from_music21
-        from cadenza.train.corpora import _music21_paths
-
-        for p in _music21_paths(spec.split(":", 1)[1]):
-            pid = f"{spec}/{Path(p).name}"  # as iter_pieces names it
-            if not is_valid(pid):
-                continue
-            try:
-                yield pid, from_music21(music21.corpus.parse(p))
-            except Exception:  # noqa: BLE001 - as iter_pieces: unparsable corpus files are skipped
-                continue
-        return
-    root = Path(spec)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.suffix.lower() in SCORE_SUFFIXES)
-    if any(p.name == "midi_score.mid" for p in files):  # ASAP: the scores, not the performances
-        files = [p for p in files if p.name == "midi_score.mid"]
-    for f in files:
-        if f.suffix.lower() != ".abc" and not is_valid(str(f)):
-            continue
-        for pid, score in iter_pieces(Source(str(f), style)):
-            if is_valid(pid):
-                yield pid, score
+    yield from iter_pieces(Source(spec, style), only="valid")
 
 
 def cut(score, start: int, end: int):

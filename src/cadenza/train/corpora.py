@@ -67,14 +67,23 @@ def _music21_paths(name: str) -> list:
     return sorted(paths)
 
 
-def iter_pieces(source: Source, asap_scores_only: bool = True) -> Iterator[tuple[str, symusic.Score]]:
-    """(piece id, score) for every readable piece of a source; unreadable files are skipped."""
+def iter_pieces(source: Source, asap_scores_only: bool = True, only: str | None = None,
+                valid_fraction: float = 0.05) -> Iterator[tuple[str, symusic.Score]]:
+    """(piece id, score) for every readable piece of a source; unreadable files are skipped.
+
+    ``only="valid"`` (or ``"train"``) yields one split, skipping other files before parsing them.
+    """
     from cadenza.score import from_music21, read_abc_tunes, read_score
+
+    def wanted(pid: str) -> bool:
+        return only is None or (is_valid(pid, valid_fraction) == (only == "valid"))
 
     if source.spec.startswith("music21:"):
         import music21
 
         for p in _music21_paths(source.spec.split(":", 1)[1]):
+            if not wanted(f"{source.spec}/{Path(p).name}"):
+                continue
             try:
                 yield f"{source.spec}/{Path(p).name}", from_music21(music21.corpus.parse(p))
             except Exception:  # noqa: BLE001 - a corpus file music21 cannot parse is skipped
@@ -92,8 +101,9 @@ def iter_pieces(source: Source, asap_scores_only: bool = True) -> Iterator[tuple
         try:
             if f.suffix.lower() == ".abc":
                 for n, (title, score) in enumerate(read_abc_tunes(f)):
-                    yield f"{rel}#{n}", score
-            else:
+                    if wanted(f"{rel}#{n}"):
+                        yield f"{rel}#{n}", score
+            elif wanted(rel):
                 score = read_score(f)
                 if meter:
                     score.time_signatures.clear()
