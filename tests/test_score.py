@@ -401,3 +401,21 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(ScoreError, match="No space left"):
         write_score(make_score(), tmp_path / "x.mid")
     assert os.listdir(tmp_path) == []
+
+
+def test_written_file_has_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    import symusic
+
+    s = symusic.Score(480)
+    tr = symusic.Track("t", 0, False)
+    tr.notes.append(symusic.Note(0, 480, 60, 80))
+    s.tracks.append(tr)
+    mask = os.umask(0o022)
+    try:
+        write_score(s, tmp_path / "a.mid")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a.mid").stat().st_mode) == 0o644

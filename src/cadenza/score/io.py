@@ -224,6 +224,12 @@ def read_abc_tunes(source: str | os.PathLike) -> list[tuple[str, symusic.Score]]
 
 # --------------------------------------------------------------------------------------------- write
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_score(score: symusic.Score, path: str | os.PathLike) -> Path:
     """Write the score by suffix (.mid/.midi, .abc, .musicxml/.xml/.mxl), atomically. Returns the path."""
     path = Path(path)
@@ -248,6 +254,7 @@ def write_score(score: symusic.Score, path: str | os.PathLike) -> Path:
             Path(tmp).write_text(score_to_abc(score, title=path.stem), encoding="utf-8")
         else:
             _write_musicxml(score, tmp, compressed=suffix == ".mxl", title=path.stem)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved score gets the usual mode
         os.replace(tmp, path)
     except ScoreError:
         _remove(tmp)
