@@ -56,7 +56,7 @@ def list_models() -> list[dict]:
                     continue
                 out.append({"name": d.name, "kind": kind, "path": str(d), "styles": cfg.get("styles", []),
                             "family": cfg.get("family", "?"),
-                            "params_m": None, "valid_loss": cfg.get("training", {}).get("valid_loss", {})})
+                            "valid_loss": cfg.get("training", {}).get("valid_loss", {})})
     return out
 
 
@@ -128,7 +128,7 @@ class CadenzaModel:
         elif style not in self.styles:
             raise CadenzaError(f"unknown style '{style}': this model knows {', '.join(self.styles)}")
         if prompt is not None:
-            prompt = prompt.copy() if prompt.ttype == "Tick" or str(prompt.ttype) == "Tick" else prompt.to("tick")
+            prompt = prompt.to("tick")  # a copy in ticks: the caller's score is never changed
             pitched = [t for t in prompt.tracks if not t.is_drum and len(t.notes)]
             if prompt.note_num() > 0 and not pitched and instruments is None:
                 raise CadenzaError("the prompt has only drums: nothing pitched to continue "
