@@ -1,9 +1,10 @@
 """Tokenizers: one protocol (``base.Tokenizer``), one module per scheme."""
 
 from cadenza.tokenizers.base import GrammarState, Tokenizer
+from cadenza.tokenizers.grid import GridSpec, GridTokenizer
 from cadenza.tokenizers.remi import RemiSpec, RemiTokenizer
 
-SCHEMES = {"remi": RemiTokenizer}
+SCHEMES = {"remi": RemiTokenizer, "grid": GridTokenizer}
 
 
 def tokenizer_from_config(cfg: dict) -> Tokenizer:
@@ -16,4 +17,5 @@ def tokenizer_from_config(cfg: dict) -> Tokenizer:
     return SCHEMES[scheme].from_config(cfg)
 
 
-__all__ = ["GrammarState", "Tokenizer", "RemiSpec", "RemiTokenizer", "tokenizer_from_config"]
+__all__ = ["GrammarState", "GridSpec", "GridTokenizer", "Tokenizer", "RemiSpec", "RemiTokenizer",
+           "tokenizer_from_config"]
