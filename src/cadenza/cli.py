@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on your own music",
                        description="Train a model on folders of MIDI/ABC/MusicXML and music21 corpora.")
     t.add_argument("--data", action="append", required=True, metavar="SRC[=STYLE]",
-                   help="a folder of scores or music21:<composer or corpus>, optionally =STYLE; repeatable")
+                   help="a folder of scores, music21:<composer or corpus>, or jsb:<grids.json>, "
+                        "optionally =STYLE; repeatable")
     t.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoint, logs, final model/)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     from cadenza.train.loop import TrainConfig  # dataclass defaults are the CLI defaults
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--max-pieces", int, "max_pieces", "at most this many pieces per source"),
         ("--max-minutes", float, "max_minutes", "stop (resumably) after this many minutes"),
         ("--threads", int, "threads", "CPU threads"), ("--device", str, "device", "auto, cpu or cuda"),
+        ("--tokenizer", str, "tokenizer", "remi (multi-track, styles) or grid (four-voice chorales)"),
+        ("--dropout", float, "dropout", "dropout rate"),
         ("--name", str, "name", "model name"), ("--license", str, "license", "license of the data, for the card"),
     ]:
         t.add_argument(flag, type=typ, dest=dest, default=getattr(d, dest), help=f"{hlp} (default {getattr(d, dest)})")

@@ -48,3 +48,13 @@ class Tokenizer(Protocol):
         """Boolean mask of shape (vocab_size,): tokens that may follow ``state``."""
 
     def to_config(self) -> dict: ...
+
+    def header(self, style: str | None = None) -> list[int]:
+        """The tokens every sequence starts with (BOS, and a style token where the scheme has one)."""
+
+    @property
+    def pitch_ids(self) -> dict[int, int]:
+        """Transposable MIDI pitch -> token id, for transposition augmentation."""
+
+    def window_starts(self, tokens: np.ndarray) -> np.ndarray:
+        """Indices in a token array where a training window may start."""

@@ -157,6 +157,25 @@ class GridTokenizer:
     def tokens(self, ids) -> list[str]:
         return [self.id_to_token[int(i)] for i in ids]
 
+    def header(self, style: str | None = None) -> list[int]:
+        return [BOS]
+
+    @property
+    def pitch_ids(self) -> dict[int, int]:
+        return {p: N_SPECIAL + p - self.lo for p in range(self.lo, self.hi)}
+
+    def window_starts(self, tokens: np.ndarray) -> np.ndarray:
+        """Where a training window may start: at the soprano cell of a time step."""
+        tokens = np.asarray(tokens)
+        is_cell = tokens >= REST
+        bos = np.flatnonzero(tokens == BOS)
+        out = []
+        for k, b in enumerate(bos):
+            e = bos[k + 1] if k + 1 < len(bos) else len(tokens)
+            cells = np.flatnonzero(is_cell[b:e]) + b
+            out.append(cells[:: self.spec.voices])
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
     # ---- grammar ------------------------------------------------------------
     def start_state(self, **_constraints) -> GridState:
         return GridState(self.spec.voices)

@@ -201,6 +201,15 @@ class RemiTokenizer:
     def tokens(self, ids) -> list[str]:
         return [self.id_to_token[int(i)] for i in ids]
 
+    @property
+    def pitch_ids(self) -> dict[int, int]:
+        """Transposable pitch -> token id (drum pitches are PitchDrum tokens and never move)."""
+        return self.pitch_id
+
+    def window_starts(self, tokens: np.ndarray) -> np.ndarray:
+        """Where a training window may start: at a Bar."""
+        return np.flatnonzero(self.type_of[tokens] == T_BAR)
+
     # ---- grammar ---------------------------------------------------------
     def start_state(self, programs=None, time_signature=None) -> RemiState:
         """A fresh state; ``programs`` (GM numbers, -1 = drums) and ``time_signature`` constrain output."""

@@ -23,7 +23,6 @@ import symusic
 from tqdm import tqdm
 
 from cadenza.errors import CadenzaError
-from cadenza.tokenizers.remi import T_BAR
 
 SCORE_SUFFIXES = {".mid", ".midi", ".abc", ".musicxml", ".mxl", ".xml"}
 
@@ -50,10 +49,23 @@ class Source:
         spec, _, style = text.partition("=")
         if not style:
             name = spec.split(":", 1)[1] if spec.startswith("music21:") else Path(spec.rstrip("/")).name
+            name = "jsb-chorales" if spec.startswith("jsb:") else name
             style = KNOWN_STYLES.get(name.lower(), name.lower())
-        if not spec.startswith("music21:") and not Path(spec).exists():
+        if spec.startswith("jsb:") and not Path(spec[4:]).is_file():
+            raise CadenzaError(f"data source {spec[4:]} does not exist")
+        if not spec.startswith(("music21:", "jsb:")) and not Path(spec).exists():
             raise CadenzaError(f"data source {spec} does not exist")
         return cls(spec, style)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CadenzaError(f"cannot read {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise CadenzaError(f"{path}: expected {{split: [piece, ...]}}")
+    return data
 
 
 def _music21_paths(name: str) -> list:
@@ -78,6 +90,17 @@ def iter_pieces(source: Source, asap_scores_only: bool = True, only: str | None 
     def wanted(pid: str) -> bool:
         return only is None or (is_valid(pid, valid_fraction) == (only == "valid"))
 
+    if source.spec.startswith("jsb:"):  # a JSON of 16th-note SATB grids per split (the JSB chorales)
+        from cadenza.tokenizers.grid import GridTokenizer
+
+        path = Path(source.spec[4:])
+        grid_tok = GridTokenizer()
+        for split, chorales in _read_json(path).items():
+            for n, grid in enumerate(chorales):
+                pid = f"{path.stem}/{split}/{n}"
+                if wanted(pid):
+                    yield pid, grid_tok.grid_to_score(np.asarray(grid))
+        return
     if source.spec.startswith("music21:"):
         import music21
 
@@ -114,7 +137,16 @@ def iter_pieces(source: Source, asap_scores_only: bool = True, only: str | None 
 
 
 def is_valid(piece_id: str, fraction: float = 0.05) -> bool:
-    """Deterministic train/valid split by a hash of the piece id."""
+    """Deterministic train/valid split by a hash of the piece id.
+
+    A source's own split is kept: a piece under a folder (or JSON key) named ``valid``,
+    ``validation`` or ``test`` is held out, one under ``train`` is trained on.
+    """
+    parts = set(piece_id.lower().split("/")[:-1])
+    if parts & {"valid", "validation", "test"}:
+        return True
+    if "train" in parts:
+        return False
     h = int(hashlib.sha1(piece_id.encode()).hexdigest()[:8], 16)
     return (h % 10000) < fraction * 10000
 
@@ -172,7 +204,7 @@ def build_shards(sources: list[Source], tokenizer, out_dir: Path, valid_fraction
     for (style, split), pieces in collected.items():
         tokens = np.concatenate([p for _, p in pieces])
         starts = np.cumsum([0] + [len(p) for _, p in pieces])
-        bars = np.flatnonzero(tokenizer.type_of[tokens] == T_BAR)
+        bars = tokenizer.window_starts(tokens)
         shards[(style, split)] = sh = Shard(tokens, starts, bars, [pid for pid, _ in pieces])
         sh.save(out_dir / f"{style}-{split}.npz")
     manifest.write_text(json.dumps({"key": key, "shards": sorted(shards)}))
@@ -180,7 +212,7 @@ def build_shards(sources: list[Source], tokenizer, out_dir: Path, valid_fraction
 
 
 class WindowSampler:
-    """Random training windows: ``[BOS, Style, Bar ...]`` cut at a bar, optionally transposed."""
+    """Random training windows: the header, then tokens from a window start (a bar, a time step), transposed."""
 
     def __init__(self, shards: dict[str, Shard], tokenizer, ctx: int, seed: int = 0, transpose: int = 5):
         self.shards, self.tok, self.ctx = shards, tokenizer, ctx
@@ -191,14 +223,12 @@ class WindowSampler:
         # lookup tables for transposing Pitch tokens (drum pitches are PitchDrum tokens and never move)
         self.is_pitch = np.zeros(tok.vocab_size, dtype=bool)
         self.pitch_val = np.zeros(tok.vocab_size, dtype=np.int16)
-        for p, i in tok.pitch_id.items():
+        self.pitch_to_id = np.zeros(128, dtype=np.int64)
+        for p, i in tok.pitch_ids.items():
             self.is_pitch[i] = True
             self.pitch_val[i] = p
-        lo, hi = tok.spec.pitch_range
-        self.pitch_lo, self.pitch_hi = lo, hi - 1
-        self.pitch_to_id = np.zeros(128, dtype=np.int64)
-        for p, i in tok.pitch_id.items():
             self.pitch_to_id[p] = i
+        self.pitch_lo, self.pitch_hi = min(tok.pitch_ids), max(tok.pitch_ids)
 
     def window(self, style: str) -> np.ndarray:
         sh = self.shards[style]

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from cadenza.errors import CadenzaError
 from cadenza.model import ModelConfig, Transformer, save_model_folder
-from cadenza.tokenizers import RemiSpec, RemiTokenizer
+from cadenza.tokenizers import GridTokenizer, RemiSpec, RemiTokenizer
 from cadenza.train.corpora import Source, WindowSampler, build_shards
 
 
@@ -51,6 +51,7 @@ class TrainConfig:
     n_heads: int = 8
     d_ff: int = 704
     dropout: float = 0.0
+    tokenizer: str = "remi"  # remi: multi-track scores with styles; grid: four-voice chorales at 16ths
     name: str = "cadenza-model"
     license: str = "see data sources"
 
@@ -124,7 +125,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
 
     sources = [Source.parse(s) for s in cfg.data]
     styles = sorted({s.style for s in sources})
-    tok = RemiTokenizer(RemiSpec(styles=styles))
+    if cfg.tokenizer == "remi":
+        tok = RemiTokenizer(RemiSpec(styles=styles))
+    elif cfg.tokenizer == "grid":
+        tok = GridTokenizer()
+    else:
+        raise CadenzaError(f"unknown tokenizer '{cfg.tokenizer}' (remi or grid)")
     shards = build_shards(sources, tok, out / "data", cfg.valid_fraction, cfg.max_pieces)
     train_shards = {s: sh for (s, split), sh in shards.items() if split == "train"}
     valid_shards = {s: sh for (s, split), sh in shards.items() if split == "valid"}
@@ -191,7 +197,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
     val = history[-1]["valid"] if history else evaluate(model, vsamplers, cfg.batch_size, cfg.eval_batches, device)
     meta = {
         "name": cfg.name,
-        "family": "remi-lm",
+        "family": {"remi": "remi-lm", "grid": "chorale-grid"}[cfg.tokenizer],
         "tokenizer": tok.to_config(),
         "styles": styles,
         "license": cfg.license,
@@ -212,7 +218,8 @@ def model_card(meta: dict) -> str:
     return f"""# {meta['name']}
 
 A decoder-only transformer ({c['n_layers']} layers, d_model {c['d_model']}, {c['n_heads']} heads,
-RoPE, context {c['ctx']}) over REMI tokens (miditok) with style tokens: {', '.join(meta['styles'])}.
+RoPE, context {c['ctx']}) over {"REMI tokens (miditok) with style tokens: " + ", ".join(meta['styles'])
+    if c.get('tokenizer', 'remi') == 'remi' else "chorale grid tokens (S A T B per 16th note, Music Transformer's JSB serialization)"}.
 
 ## Data
 
