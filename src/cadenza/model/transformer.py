@@ -91,8 +91,10 @@ class Attention(nn.Module):
             k, v = self.kv_cache.update(input_pos, k, v)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
-            drop = self.cfg.dropout if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+            # no dropout on attention weights: with dropout_p > 0, SDPA on CPU falls back to the
+            # math kernel that materializes (T, T) matrices (3x slower here); the residual paths
+            # carry the model's dropout instead
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
 
 
