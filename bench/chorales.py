@@ -6,7 +6,7 @@
 chorale of the split, Music Transformer's serialization (S A T B per 16th step, one token per
 cell, a rest token; no hold token). Each chorale is scored from its first cell after an unscored
 BOS; a chorale longer than the model's context is scored with windows of stride <= half the
-context. No transposition at evaluation. ``--jsb FILE`` scores every split found in a JSON file
+context, each later window being BOS + cells from a time step's soprano cell (as in training). No transposition at evaluation. ``--jsb FILE`` scores every split found in a JSON file
 of the same format (so a test split held elsewhere is scored by the same code).
 """
 
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     for split in splits:
         seqs = [tok.encode_grid(ch) for ch in data[split]]
         t0 = time.time()
-        nll = corpus_nll(model, seqs, stride=a.stride)
+        nll = corpus_nll(model, seqs, stride=a.stride, tokenizer=tok)
         emit(f"jsb_nll_{split}", nll)
         emit(f"jsb_tokens_{split}", sum(len(s) - 1 for s in seqs))
         print(f"scored {len(seqs)} chorales of {split} in {time.time() - t0:.1f} s", file=sys.stderr)

@@ -36,3 +36,21 @@ def test_windows_equal_full_pass_when_the_sequence_fits():
     long = torch.randint(0, 20, (200,)).tolist()
     assert sequence_nll(m, long, ctx=64, stride=32)[1] == 199
     assert corpus_nll(m, [seq, long], ctx=64, stride=32) > 0
+
+
+def test_later_windows_start_with_the_header_at_an_allowed_start():
+    seen = []
+
+    class Spy(Uniform):
+        def forward(self, x):
+            seen.append(x[0].tolist())
+            return super().forward(x)
+
+    seq = [1] + list(range(4, 4 + 40))  # BOS + 40 cells
+    starts = list(range(1, 41, 4))  # a window may start at every 4th cell
+    total, count = sequence_nll(Spy(50), seq, ctx=16, stride=8, head=[1], starts=starts)
+    assert count == 40 and math.isclose(total / count, math.log(50), rel_tol=1e-6)
+    assert seen[0] == seq[:16]
+    for w in seen[1:]:
+        assert w[0] == 1 and seq.index(w[1]) in starts and len(w) <= 16
+    # every token scored once, with the header never scored: the count says so

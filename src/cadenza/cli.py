@@ -115,6 +115,29 @@ def build_parser() -> argparse.ArgumentParser:
                    "with --resume, the run's own)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    h = sub.add_parser("harmonize", help="harmonize a melody in four parts, or edit a chorale",
+                       description="Harmonize a melody in four parts (soprano, alto, tenor, bass) with a chorale "
+                                   "model, or regenerate regions of a four-part chorale.")
+    src = h.add_argument_group("input (one of)")
+    src.add_argument("input", nargs="?", metavar="FILE",
+                     help="a melody (one part) or a four-part chorale: .mid/.abc/.musicxml")
+    src.add_argument("--notes", metavar="TEXT", help='typed melody, e.g. "G4 G4 D5 D5 | E5 E5 D5/2"')
+    h.add_argument("--key", help="key signature of the result, e.g. G, D minor, F#m")
+    h.add_argument("--meter", type=_meter, metavar="N/D", help="meter of typed notes (default 4/4)")
+    h.add_argument("--tempo", type=_positive_float, metavar="BPM", help="tempo of typed notes (default 80)")
+    h.add_argument("--keep", metavar="REGIONS", help="notes to keep as they are, e.g. 'bass:1-4' "
+                   "(voices:bars, bar.beat allowed, several joined by ';')")
+    h.add_argument("--regenerate", metavar="REGIONS", help="what to write anew, e.g. '5-8' (alto, tenor, bass "
+                   "of bars 5-8) or 'tenor:3.3-4.2'; default: everything but the soprano")
+    h.add_argument("--variations", type=_positive_int, default=1, help="write N takes: NAME-1 ... NAME-N")
+    h.add_argument("--temperature", type=_positive_float, default=0.9, help="> 0; lower is safer (default 0.9)")
+    h.add_argument("--particles", type=_positive_int, default=16,
+                   help="candidate harmonizations weighed against the whole melody (default 16)")
+    h.add_argument("--seed", type=int, help="random seed: the same seed gives the same chorale")
+    h.add_argument("--model", metavar="NAME|DIR", default="chorale", help="chorale model (default: chorale)")
+    h.add_argument("--out", action="append", metavar="FILE", help="output file (.musicxml, .mid); repeatable")
+    h.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
     sub.add_parser("models", help="list bundled and local models with their styles",
                    description="List bundled and local models with their styles.")
     return p
@@ -183,6 +206,48 @@ def cmd_generate(a) -> int:
     return 0
 
 
+def cmd_harmonize(a) -> int:
+    from cadenza.score import count_notes, parse_notes, read_score, write_score
+    from cadenza.tasks.harmonize import Harmonizer
+
+    if (a.input is None) == (a.notes is None):
+        raise CadenzaError("give a melody file or --notes (one of them)")
+    outs = _check_outputs(a.out or [time.strftime("chorale-%Y%m%d-%H%M%S.musicxml")])
+    if a.key:
+        from cadenza.score.keys import parse_key
+
+        parse_key(a.key)  # a bad key fails before any work
+    if a.notes is not None:
+        score, name = parse_notes(a.notes, tempo=a.tempo or 80, time_signature=a.meter or (4, 4)), "the notes"
+    else:
+        score, name = read_score(a.input), a.input
+    harm = Harmonizer.load(a.model)
+    bar = None
+    if not a.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(desc="harmonizing", unit="cell", leave=False)
+
+    def progress(done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    res = harm.harmonize(score, name=name, keep=a.keep, regenerate=a.regenerate, key=a.key,
+                         variations=a.variations, temperature=a.temperature, particles=a.particles,
+                         seed=a.seed, progress=progress if bar else None)
+    if bar:
+        bar.close()
+    for msg in res.notes:
+        print(f"note: {msg}", file=sys.stderr)
+    for k, sc in enumerate(res.scores, 1):
+        for p in outs:
+            path = _take_path(p, k, len(res.scores))
+            write_score(sc, path)
+            print(f"wrote {path} ({count_notes(sc)} notes in 4 parts)")
+    return 0
+
+
 def cmd_train(a) -> int:
     from dataclasses import fields
 
@@ -219,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return {"generate": cmd_generate, "train": cmd_train, "models": cmd_models}[a.command](a)
+        return {"generate": cmd_generate, "harmonize": cmd_harmonize, "train": cmd_train,
+                "models": cmd_models}[a.command](a)
     except CadenzaError as e:
         print(f"cadenza: error: {e}", file=sys.stderr)
         return EXIT_ERROR

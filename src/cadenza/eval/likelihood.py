@@ -2,50 +2,72 @@
 
 ``sequence_nll`` scores every token of a sequence after its first one (the BOS,
 which is given, not predicted). A sequence longer than the model's context is
-scored with overlapping windows: each window starts ``stride`` tokens after the
-previous one (stride <= half the context), and only the tokens no earlier
-window scored are counted, so every token is scored once with at least
-``ctx - stride`` tokens of context once the first window has passed.
+scored with overlapping windows: each window starts at most ``stride`` tokens
+after the previous one (stride <= half the context), and only the tokens no
+earlier window scored are counted, so every token is scored exactly once with
+at least ``ctx - stride`` tokens of context once the first window has passed.
+
+A later window looks like a training window: the tokenizer's ``header`` (e.g.
+BOS), then tokens from one of the tokenizer's ``window_starts`` (a time step's
+first cell, a frame, a bar). The header tokens are conditioning only, never
+scored; every scored token is still predicted from real preceding music.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 
 @torch.no_grad()
-def sequence_nll(model, ids: list[int], ctx: int | None = None, stride: int | None = None) -> tuple[float, int]:
-    """(summed NLL in nats, tokens scored) of ``ids[1:]`` given everything before each token."""
+def sequence_nll(model, ids: list[int], ctx: int | None = None, stride: int | None = None,
+                 head: list[int] | None = None, starts=None) -> tuple[float, int]:
+    """(summed NLL in nats, tokens scored) of ``ids[1:]`` given everything before each token.
+
+    ``head``: tokens put before every later window; ``starts``: indices where a later window may
+    begin (default: anywhere). Each later window begins at the last allowed start at or before
+    the previous window's start + ``stride``.
+    """
     ctx = ctx or model.cfg.max_seq_len
     stride = stride or ctx // 2
-    if not 0 < stride <= ctx // 2 and len(ids) > ctx:
+    head = list(head or [])
+    if len(ids) > ctx and not 0 < stride <= ctx // 2:
         raise ValueError(f"stride must be in (0, ctx/2]: got {stride} for ctx {ctx}")
+    allowed = np.asarray(starts if starts is not None else np.arange(len(ids)), dtype=np.int64)
     x = torch.tensor(ids, dtype=torch.long)
     total, count = 0.0, 0
     scored_to = 1  # ids[0] (BOS) is never scored
-    start = 0
+    start, pre = 0, []
     while scored_to < len(ids):
-        end = min(start + ctx, len(ids))
-        window = x[start:end][None]
+        end = min(start + ctx - len(pre), len(ids))
+        window = torch.cat([torch.tensor(pre, dtype=torch.long), x[start:end]])[None]
         logits = model(window)[0, :-1].float()  # predicts window[1:]
-        targets = window[0, 1:]
-        nll = F.cross_entropy(logits, targets, reduction="none")  # (end - start - 1,)
-        first = scored_to - start - 1  # index in nll of the first target not yet scored
+        nll = F.cross_entropy(logits, window[0, 1:], reduction="none")
+        first = scored_to - start + len(pre) - 1  # index in nll of ids[scored_to]
         total += float(nll[first:].sum())
         count += int(nll[first:].numel())
         scored_to = end
-        start += stride
         if end == len(ids):
             break
+        want = start + stride
+        ok = allowed[(allowed > start) & (allowed <= want)]
+        start = int(ok[-1]) if len(ok) else want  # no allowed start in reach: plain stride
+        pre = head
     return total, count
 
 
-def corpus_nll(model, sequences, ctx: int | None = None, stride: int | None = None) -> float:
-    """Mean NLL per scored token over many sequences (each scored from its first token)."""
+def corpus_nll(model, sequences, ctx: int | None = None, stride: int | None = None, tokenizer=None) -> float:
+    """Mean NLL per scored token over many sequences (each scored from its first token).
+
+    With ``tokenizer``, later windows start with its header at one of its window starts."""
     total, count = 0.0, 0
     for ids in sequences:
-        t, c = sequence_nll(model, ids, ctx, stride)
+        head = starts = None
+        if tokenizer is not None:
+            head = tokenizer.header()
+            starts = tokenizer.window_starts(np.asarray(ids))
+        t, c = sequence_nll(model, ids, ctx, stride, head, starts)
         total += t
         count += c
     return total / max(count, 1)
