@@ -90,7 +90,7 @@ def test_models_lists_styles(capsys, monkeypatch, tiny_model_dir):
 
 
 def test_help_for_every_command(capsys):
-    for cmd in ("generate", "train", "models"):
+    for cmd in ("generate", "harmonize", "train", "models"):
         assert run(capsys, cmd, "--help")[0] == 0
     assert run(capsys)[0] != 0
 

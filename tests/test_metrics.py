@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 import symusic
 
@@ -160,3 +162,20 @@ def test_other_tpq_and_seconds_scores():
     sec = make(melody(C_MAJOR)).to("second")
     assert scale_consistency(sec) == 1.0
     assert pitch_range(sec) == 12.0
+
+
+def test_voice_leading_counts_textbook_cases():
+    from cadenza.eval.voice_leading import voice_leading_counts, voice_leading_per_100_beats
+
+    # C major to D major, every voice up a tone: S-T and S-B move in fifths, T-B in octaves
+    c = voice_leading_counts([[67, 64, 60, 48], [69, 66, 62, 50]])
+    assert c["parallel_fifths"] == 2 and c["parallel_octaves"] == 1
+    # contrary motion into an octave is fine; a held voice never makes parallels
+    assert voice_leading_counts([[72, 64, 55, 48], [71, 64, 55, 50]])["parallel_octaves"] == 0
+    # crossing: alto above soprano for two steps counts once; out of range: a bass note below E2
+    c = voice_leading_counts([[64, 67, 55, 38], [64, 67, 55, 38], [67, 64, 55, 40]])
+    assert c["voice_crossings"] == 1 and c["out_of_range"] == 1
+    # spacing: soprano more than an octave above the alto
+    assert voice_leading_counts([[79, 64, 55, 48]])["spacing"] == 1
+    per = voice_leading_per_100_beats([np.array([[67, 64, 60, 48], [69, 66, 62, 50]] * 2)])
+    assert per["parallel_octaves"] > 0 and set(per) >= {"parallel_fifths", "spacing"}

@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model on your own music",
                        description="Train a model on folders of MIDI/ABC/MusicXML and music21 corpora.")
     t.add_argument("--data", action="append", required=True, metavar="SRC[=STYLE]",
-                   help="a folder of scores, music21:<composer or corpus>, or jsb:<grids.json>, "
+                   help="a folder of scores, music21:<composer or corpus>, jsb:<grids.json> or "
+                        "bl:<rolls.json>, "
                         "optionally =STYLE; repeatable")
     t.add_argument("--out", required=True, metavar="DIR", help="run folder (checkpoint, logs, final model/)")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
@@ -106,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--max-pieces", int, "max_pieces", "at most this many pieces per source"),
         ("--max-minutes", float, "max_minutes", "stop (resumably) after this many minutes"),
         ("--threads", int, "threads", "CPU threads"), ("--device", str, "device", "auto, cpu or cuda"),
-        ("--tokenizer", str, "tokenizer", "remi (multi-track, styles) or grid (four-voice chorales)"),
+        ("--tokenizer", str, "tokenizer", "remi (multi-track, styles), grid (four-voice chorales) "
+         "or frames (piano-roll frames)"),
         ("--dropout", float, "dropout", "dropout rate"),
         ("--name", str, "name", "model name"), ("--license", str, "license", "license of the data, for the card"),
     ]:
@@ -269,7 +271,7 @@ def cmd_models(a) -> int:
         return 0
     for m in models:
         loss = ", ".join(f"{k} {v:.3f}" for k, v in m["valid_loss"].items())
-        print(f"{m['name']:<16} {m['kind']:<8} styles: {', '.join(m['styles']) or '-'}"
+        print(f"{m['name']:<16} {m['kind']:<8} {m['family']:<13} styles: {', '.join(m['styles']) or '-'}"
               + (f"  (valid loss {loss})" if loss else "") + f"\n{'':<16} {m['path']}")
     return 0
 

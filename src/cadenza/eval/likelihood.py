@@ -22,12 +22,13 @@ import torch.nn.functional as F
 
 @torch.no_grad()
 def sequence_nll(model, ids: list[int], ctx: int | None = None, stride: int | None = None,
-                 head: list[int] | None = None, starts=None) -> tuple[float, int]:
+                 head: list[int] | None = None, starts=None, masks: torch.Tensor | None = None) -> tuple[float, int]:
     """(summed NLL in nats, tokens scored) of ``ids[1:]`` given everything before each token.
 
     ``head``: tokens put before every later window; ``starts``: indices where a later window may
     begin (default: anywhere). Each later window begins at the last allowed start at or before
-    the previous window's start + ``stride``.
+    the previous window's start + ``stride``. ``masks`` (len(ids), V) bool: the tokens that may
+    stand at each position (the tokenizer's grammar); the others get no probability.
     """
     ctx = ctx or model.cfg.max_seq_len
     stride = stride or ctx // 2
@@ -42,11 +43,13 @@ def sequence_nll(model, ids: list[int], ctx: int | None = None, stride: int | No
     while scored_to < len(ids):
         end = min(start + ctx - len(pre), len(ids))
         window = torch.cat([torch.tensor(pre, dtype=torch.long), x[start:end]])[None]
-        logits = model(window)[0, :-1].float()  # predicts window[1:]
-        nll = F.cross_entropy(logits, window[0, 1:], reduction="none")
-        first = scored_to - start + len(pre) - 1  # index in nll of ids[scored_to]
-        total += float(nll[first:].sum())
-        count += int(nll[first:].numel())
+        first = scored_to - start + len(pre) - 1  # index in the window's predictions of ids[scored_to]
+        logits = model(window)[0, first:-1].float()  # predicts ids[scored_to:end]
+        if masks is not None:
+            logits = logits.masked_fill(~masks[scored_to:end], float("-inf"))
+        nll = F.cross_entropy(logits, x[scored_to:end], reduction="none")
+        total += float(nll.sum())
+        count += int(nll.numel())
         scored_to = end
         if end == len(ids):
             break
@@ -57,17 +60,49 @@ def sequence_nll(model, ids: list[int], ctx: int | None = None, stride: int | No
     return total, count
 
 
-def corpus_nll(model, sequences, ctx: int | None = None, stride: int | None = None, tokenizer=None) -> float:
-    """Mean NLL per scored token over many sequences (each scored from its first token).
+def grammar_masks(tokenizer, ids) -> torch.Tensor:
+    """(len(ids), V) bool: row k holds the tokens the grammar allows where ids[k] stands.
 
-    With ``tokenizer``, later windows start with its header at one of its window starts."""
+    A scored piece has a given length, so where it holds no EOS, EOS gets no mass either: the
+    probabilities of all possible next frames (steps) then sum to one."""
+    st = tokenizer.start_state()
+    table: dict[tuple, int] = {}
+    rows, uniq = [], []
+    for t in ids:
+        key = st.mask_key()
+        if key not in table:
+            table[key] = len(uniq)
+            uniq.append(tokenizer.allowed(st))
+        rows.append(table[key])
+        st.advance(int(t))
+    table_t = torch.from_numpy(np.stack(uniq))
+    if tokenizer.eos_id not in set(int(t) for t in ids):
+        table_t[:, tokenizer.eos_id] = False
+    return table_t[torch.tensor(rows)]
+
+
+def corpus_nll_sum(model, sequences, ctx: int | None = None, stride: int | None = None, tokenizer=None,
+                   grammar: bool = False) -> tuple[float, int]:
+    """(summed NLL, tokens scored) over many sequences, each scored from its first token.
+
+    With ``tokenizer``, later windows start with its header at one of its window starts, and with
+    ``grammar`` each token is scored among the tokens the tokenizer's grammar allows there."""
     total, count = 0.0, 0
     for ids in sequences:
-        head = starts = None
+        head = starts = masks = None
         if tokenizer is not None:
             head = tokenizer.header()
             starts = tokenizer.window_starts(np.asarray(ids))
-        t, c = sequence_nll(model, ids, ctx, stride, head, starts)
+            if grammar:
+                masks = grammar_masks(tokenizer, ids)
+        t, c = sequence_nll(model, ids, ctx, stride, head, starts, masks)
         total += t
         count += c
+    return total, count
+
+
+def corpus_nll(model, sequences, ctx: int | None = None, stride: int | None = None, tokenizer=None,
+               grammar: bool = False) -> float:
+    """Mean NLL per scored token over many sequences (see ``corpus_nll_sum``)."""
+    total, count = corpus_nll_sum(model, sequences, ctx, stride, tokenizer, grammar)
     return total / max(count, 1)

@@ -64,7 +64,12 @@ def load_model(name: str | os.PathLike | None = None, device: str = "cpu") -> "C
     """Load a model by name or folder (default: the bundled default model)."""
     path = find_model(name)
     model, cfg = load_model_folder(path, device=device)
-    return CadenzaModel(model, tokenizer_from_config(cfg["tokenizer"]), cfg, path)
+    tok = tokenizer_from_config(cfg["tokenizer"])
+    if getattr(tok, "scheme", "remi") != "remi":
+        hint = " (use `cadenza harmonize`)" if tok.scheme == "grid" else ""
+        raise ModelError(f"model {cfg.get('name', path.name)} is a {cfg.get('family', tok.scheme)} model; "
+                         f"`generate` needs a multi-track (remi-lm) model{hint}")
+    return CadenzaModel(model, tok, cfg, path)
 
 
 class CadenzaModel:

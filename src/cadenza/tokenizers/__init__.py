@@ -1,10 +1,11 @@
 """Tokenizers: one protocol (``base.Tokenizer``), one module per scheme."""
 
 from cadenza.tokenizers.base import GrammarState, Tokenizer
+from cadenza.tokenizers.frames import FrameSpec, FrameTokenizer
 from cadenza.tokenizers.grid import GridSpec, GridTokenizer
 from cadenza.tokenizers.remi import RemiSpec, RemiTokenizer
 
-SCHEMES = {"remi": RemiTokenizer, "grid": GridTokenizer}
+SCHEMES = {"remi": RemiTokenizer, "grid": GridTokenizer, "frames": FrameTokenizer}
 
 
 def tokenizer_from_config(cfg: dict) -> Tokenizer:
@@ -17,5 +18,5 @@ def tokenizer_from_config(cfg: dict) -> Tokenizer:
     return SCHEMES[scheme].from_config(cfg)
 
 
-__all__ = ["GrammarState", "GridSpec", "GridTokenizer", "Tokenizer", "RemiSpec", "RemiTokenizer",
+__all__ = ["FrameSpec", "FrameTokenizer", "GrammarState", "GridSpec", "GridTokenizer", "Tokenizer", "RemiSpec", "RemiTokenizer",
            "tokenizer_from_config"]

@@ -51,9 +51,9 @@ class Source:
             name = spec.split(":", 1)[1] if spec.startswith("music21:") else Path(spec.rstrip("/")).name
             name = "jsb-chorales" if spec.startswith("jsb:") else name
             style = KNOWN_STYLES.get(name.lower(), name.lower())
-        if spec.startswith("jsb:") and not Path(spec[4:]).is_file():
-            raise CadenzaError(f"data source {spec[4:]} does not exist")
-        if not spec.startswith(("music21:", "jsb:")) and not Path(spec).exists():
+        if spec.startswith(("jsb:", "bl:")) and not Path(spec.split(":", 1)[1]).is_file():
+            raise CadenzaError(f"data source {spec.split(':', 1)[1]} does not exist")
+        if not spec.startswith(("music21:", "jsb:", "bl:")) and not Path(spec).exists():
             raise CadenzaError(f"data source {spec} does not exist")
         return cls(spec, style)
 
@@ -100,6 +100,17 @@ def iter_pieces(source: Source, asap_scores_only: bool = True, only: str | None 
                 pid = f"{path.stem}/{split}/{n}"
                 if wanted(pid):
                     yield pid, grid_tok.grid_to_score(np.asarray(grid))
+        return
+    if source.spec.startswith("bl:"):  # a JSON of piano-roll frames per split (the polyphonic benchmark)
+        from cadenza.tokenizers.frames import FrameTokenizer
+
+        path = Path(source.spec[3:])
+        frame_tok = FrameTokenizer()
+        for split, pieces in _read_json(path).items():
+            for n, frames in enumerate(pieces):
+                pid = f"{path.stem}/{split}/{n}"
+                if wanted(pid):
+                    yield pid, frame_tok.frames_to_score(frames)
         return
     if source.spec.startswith("music21:"):
         import music21

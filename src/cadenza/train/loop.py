@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from cadenza.errors import CadenzaError
 from cadenza.model import ModelConfig, Transformer, save_model_folder
-from cadenza.tokenizers import GridTokenizer, RemiSpec, RemiTokenizer
+from cadenza.tokenizers import FrameTokenizer, GridTokenizer, RemiSpec, RemiTokenizer
 from cadenza.train.corpora import Source, WindowSampler, build_shards
 
 
@@ -51,7 +51,8 @@ class TrainConfig:
     n_heads: int = 8
     d_ff: int = 704
     dropout: float = 0.0
-    tokenizer: str = "remi"  # remi: multi-track scores with styles; grid: four-voice chorales at 16ths
+    tokenizer: str = "remi"  # remi: multi-track scores with styles; grid: four-voice chorales at 16ths;
+    # frames: piano-roll frames (the polyphonic benchmark)
     name: str = "cadenza-model"
     license: str = "see data sources"
 
@@ -129,8 +130,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
         tok = RemiTokenizer(RemiSpec(styles=styles))
     elif cfg.tokenizer == "grid":
         tok = GridTokenizer()
+    elif cfg.tokenizer == "frames":
+        tok = FrameTokenizer()
     else:
-        raise CadenzaError(f"unknown tokenizer '{cfg.tokenizer}' (remi or grid)")
+        raise CadenzaError(f"unknown tokenizer '{cfg.tokenizer}' (remi, grid or frames)")
     shards = build_shards(sources, tok, out / "data", cfg.valid_fraction, cfg.max_pieces)
     train_shards = {s: sh for (s, split), sh in shards.items() if split == "train"}
     valid_shards = {s: sh for (s, split), sh in shards.items() if split == "valid"}
@@ -197,7 +200,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
     val = history[-1]["valid"] if history else evaluate(model, vsamplers, cfg.batch_size, cfg.eval_batches, device)
     meta = {
         "name": cfg.name,
-        "family": {"remi": "remi-lm", "grid": "chorale-grid"}[cfg.tokenizer],
+        "family": FAMILIES[cfg.tokenizer],
         "tokenizer": tok.to_config(),
         "styles": styles,
         "license": cfg.license,
@@ -207,6 +210,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
     save_model_folder(final, model.cpu(), meta, card=model_card(meta))
     model.to(device)
     return final
+
+
+FAMILIES = {"remi": "remi-lm", "grid": "chorale-grid", "frames": "roll-frames"}
+DESCRIPTIONS = {
+    "grid": "chorale grid tokens (S A T B per 16th note, Music Transformer's JSB serialization)",
+    "frames": "piano-roll frames (each frame's pitches lowest first, then an end-of-frame token)",
+}
 
 
 def model_card(meta: dict) -> str:
@@ -219,7 +229,7 @@ def model_card(meta: dict) -> str:
 
 A decoder-only transformer ({c['n_layers']} layers, d_model {c['d_model']}, {c['n_heads']} heads,
 RoPE, context {c['ctx']}) over {"REMI tokens (miditok) with style tokens: " + ", ".join(meta['styles'])
-    if c.get('tokenizer', 'remi') == 'remi' else "chorale grid tokens (S A T B per 16th note, Music Transformer's JSB serialization)"}.
+    if c.get('tokenizer', 'remi') == 'remi' else DESCRIPTIONS[c['tokenizer']]}.
 
 ## Data
 
