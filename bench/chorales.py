@@ -66,6 +66,7 @@ def bench_jsb(a) -> None:
     if getattr(tok, "scheme", "") != "grid":
         sys.exit(f"chorales: {a.model} is a {cfg.get('family')} model; this benchmark needs a chorale-grid model")
     data = json.loads(Path(a.jsb or DEFAULT_JSB).read_text())
+    emit("jsb_model", cfg["name"])
     for split in (list(data) if a.jsb else ["valid"]):
         seqs = [tok.encode_grid(ch) for ch in data[split]]
         t0 = time.time()
@@ -91,6 +92,7 @@ def bench_bl(a) -> None:
         except Exception as e:  # noqa: BLE001 - a missing model is reported, the others still run
             log(f"no model for {corpus} ({e}): skipped")
             continue
+        emit(f"bl_{corpus}_model", cfg["name"])
         for f in files:
             data = json.loads(f.read_text())
             for split in (list(data) if a.bl else ["valid"]):
@@ -115,6 +117,7 @@ def bench_vl_and_speed(a, do_vl: bool, do_speed: bool) -> None:
     from cadenza.tokenizers.grid import GridTokenizer
 
     harm = Harmonizer.load(a.model)
+    emit("harmonize_model", harm.config["name"])
     tok = GridTokenizer()
     chorales = [np.asarray(c) for c in json.loads(Path(DEFAULT_JSB).read_text())["valid"]]
     if do_speed:

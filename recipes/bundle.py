@@ -22,6 +22,8 @@ def main() -> int:
     ap.add_argument("dest", type=Path)
     ap.add_argument("--default-style")
     ap.add_argument("--recipe-note", help="a paragraph for the model card: how to reproduce it")
+    ap.add_argument("--metrics", type=Path, help="a file of benchmark lines (name: value) for the model card")
+    ap.add_argument("--metrics-command", default="", help="the command that printed --metrics")
     a = ap.parse_args()
     cfg = json.loads((a.src / "config.json").read_text())
     if a.default_style:
@@ -38,6 +40,11 @@ def main() -> int:
     if a.recipe_note:
         card = tmp / "README.md"
         card.write_text(card.read_text() + "\n## Reproduce\n\n" + a.recipe_note + "\n")
+    if a.metrics:
+        card = tmp / "README.md"
+        lines = "\n".join(f"    {ln}" for ln in a.metrics.read_text().splitlines() if ": " in ln)
+        cmd = f"Measured with `{a.metrics_command}`:\n\n" if a.metrics_command else ""
+        card.write_text(card.read_text() + "\n## Metrics\n\n" + cmd + lines + "\n")
     shutil.rmtree(a.dest, ignore_errors=True)
     tmp.rename(a.dest)
     print(f"bundled {a.src} -> {a.dest} ({size:.1f} MB)")
