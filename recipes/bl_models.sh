@@ -20,7 +20,7 @@ for c in "${corpora[@]}"; do
   esac
   cadenza train --tokenizer frames --data "bl:$DATA/polyphonic-bl2012/$c.json=$c" \
     --out "$OUT/bl-$c" "${args[@]}" --transpose 0 \
-    --d-model 192 --layers 4 --heads 6 --d-ff 512 --lr 2e-3 --max-minutes "$MINUTES" \
+    --d-model 192 --layers 4 --heads 6 --d-ff 512 --lr 2e-3 --precision "${PRECISION:-bf16}" --max-minutes "$MINUTES" \
     --name "bl-$c" --license "BL2012 polyphonic benchmark ($c): public-domain or freely distributed music" \
     ${RESUME:+--resume}
 done

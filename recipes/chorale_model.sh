@@ -10,6 +10,6 @@ STEPS=${STEPS:-600}
 cadenza train --tokenizer grid \
   --data "jsb:$DATA/jsb-chorales/jsb16th_train_valid.json=chorale" \
   --out "$OUT" --steps "$STEPS" --batch-size 8 --ctx 1024 --dropout 0.1 \
-  --d-model 256 --layers 6 --heads 8 --d-ff 704 --lr 1e-3 --eval-every 100 --max-minutes "${MAX_MINUTES:-80}" \
+  --d-model 256 --layers 6 --heads 8 --d-ff 704 --lr 1e-3 --precision "${PRECISION:-bf16}" --eval-every 100 --max-minutes "${MAX_MINUTES:-80}" \
   --name cadenza-chorale --license "JSB chorales: public-domain music (Boulanger-Lewandowski 2012 split)" \
   ${RESUME:+--resume}

@@ -104,7 +104,9 @@ def test_train_and_resume(capsys, tmp_path):
     args = ["train", "--data", f"{data}=folk", "--out", out, "--ctx", 64, "--batch-size", 2, "--d-model", 32,
             "--layers", 1, "--heads", 2, "--d-ff", 32, "--eval-every", 2, "--save-every", 1, "--valid-fraction", 0.2,
             "-q"]
-    code, stdout, err = run(capsys, *args, "--steps", 3)
+    code, _, err = run(capsys, *args, "--steps", 3, "--precision", "fp8")
+    one_line_error(code, err, "precision", "fp8")
+    code, stdout, err = run(capsys, *args, "--steps", 3, "--precision", "bf16")  # bf16 autocast on the CPU
     assert code == 0, err
     assert (out / "model" / "config.json").is_file() and (out / "model" / "model.safetensors").is_file()
     # a second run into the same folder must not silently overwrite it
@@ -114,6 +116,7 @@ def test_train_and_resume(capsys, tmp_path):
     assert code == 0, err
     cfg = json.loads((out / "model" / "config.json").read_text())
     assert cfg["training"]["steps"] == 5 and cfg["styles"] == ["folk"]
+    assert cfg["training"]["config"]["precision"] == "bf16"  # the resumed run keeps the run's settings
 
 
 # ---- bad input: one line naming the problem, non-zero exit, nothing half-written ----

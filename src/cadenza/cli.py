@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--tokenizer", str, "tokenizer", "remi (multi-track, styles), grid (four-voice chorales) "
          "or frames (piano-roll frames)"),
         ("--dropout", float, "dropout", "dropout rate"),
+        ("--precision", str, "precision", "fp32 or bf16 (bf16: faster forward pass where the CPU/GPU has it)"),
         ("--name", str, "name", "model name"), ("--license", str, "license", "license of the data, for the card"),
     ]:
         t.add_argument(flag, type=typ, dest=dest, default=getattr(d, dest), help=f"{hlp} (default {getattr(d, dest)})")

@@ -51,6 +51,9 @@ class TrainConfig:
     n_heads: int = 8
     d_ff: int = 704
     dropout: float = 0.0
+    precision: str = "fp32"  # fp32, or bf16: autocast the forward pass (about 1.8x faster on CPUs with
+    # AVX512-BF16/AMX, e.g. 2.4 s -> 1.3 s per step for the chorale model on one core); weights and
+    # optimizer stay fp32
     tokenizer: str = "remi"  # remi: multi-track scores with styles; grid: four-voice chorales at 16ths;
     # frames: piano-roll frames (the polyphonic benchmark)
     name: str = "cadenza-model"
@@ -120,6 +123,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
         raise CadenzaError("no training data: give at least one --data FOLDER or --data music21:NAME")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.precision not in ("fp32", "bf16"):
+        raise CadenzaError(f"unknown precision '{cfg.precision}' (fp32 or bf16)")
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -172,8 +177,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
             g["lr"] = lr_at(step, cfg)
         x, y = sampler.batch(cfg.batch_size)
         x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-        logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-100)
+        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
