@@ -16,3 +16,27 @@ def test_splits_partition_pieces_and_ignore_how_the_path_is_typed(tmp_path, monk
     monkeypatch.chdir(tmp_path)  # a relative path names the same pieces
     assert [pid for pid, _ in iter_pieces(Source("mycorpus/", "x"))] == all_ids
     assert all_ids[0].startswith("mycorpus/sub/")
+
+
+def test_packed_rows_hold_whole_windows_without_padding():
+    """--pack fills each row with windows one after another: no padding, every window starts with its
+    header, and a target never crosses from one piece into the next."""
+    import numpy as np
+
+    from cadenza.tokenizers.frames import BOS, FrameTokenizer
+    from cadenza.train.corpora import Shard, WindowSampler
+
+    tok = FrameTokenizer()
+    pieces = [tok.encode_frames([[60 + k, 64 + k]] * (3 + k)) for k in range(6)]  # 10-25 tokens each
+    starts = np.cumsum([0] + [len(p) for p in pieces])
+    toks = np.concatenate(pieces).astype(np.uint16)
+    bars = np.concatenate([s + tok.window_starts(p) for s, p in zip(starts, pieces)])
+    shard = Shard(toks, starts, bars, [str(k) for k in range(6)])
+    plain = WindowSampler({"x": shard}, tok, ctx=64, transpose=0)
+    x, y = plain.batch(4)
+    assert (y == -100).any(axis=1).all()  # one short window per row, padded
+    packed = WindowSampler({"x": shard}, tok, ctx=64, transpose=0, pack=True)
+    x, y = packed.batch(4)
+    assert (y != -100).all() and (x != tok.pad_id).all()
+    assert (x[:, 0] == BOS).all() and (x == BOS).sum(axis=1).min() >= 3
+    assert not (y == BOS).any()  # nothing is asked to predict the next piece's header

@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(flag, type=typ, dest=dest, default=getattr(d, dest), help=f"{hlp} (default {getattr(d, dest)})")
     t.add_argument("--steps", type=_positive_int, help=f"optimizer steps in all (default {d.steps}; "
                    "with --resume, the run's own)")
+    t.add_argument("--pack", action="store_true", help="fill each training row with several windows instead "
+                   "of padding (about 2x the tokens per step on short pieces)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     h = sub.add_parser("harmonize", help="harmonize a melody in four parts, or edit a chorale",
