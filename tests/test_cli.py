@@ -117,6 +117,11 @@ def test_train_and_resume(capsys, tmp_path):
     cfg = json.loads((out / "model" / "config.json").read_text())
     assert cfg["training"]["steps"] == 5 and cfg["styles"] == ["folk"]
     assert cfg["training"]["config"]["precision"] == "bf16"  # the resumed run keeps the run's settings
+    # the folder holds the weights of the best validation (early stopping), across the resume too
+    hist = cfg["training"]["history"]
+    best = min(hist, key=lambda h: sum(h["valid"].values()))
+    assert [h["step"] for h in hist] == [2, 3, 4, 5] and cfg["training"]["weights_from_step"] == best["step"]
+    assert cfg["training"]["valid_loss"] == best["valid"]
 
 
 # ---- bad input: one line naming the problem, non-zero exit, nothing half-written ----

@@ -163,12 +163,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
         step, history = ck["step"], json.loads(ck["history"])
+        if "best_model" in ck:
+            best = (ck["best_loss"], ck["best_step"], ck["best_model"])
         sampler.rng = np.random.default_rng(cfg.seed + step)
         torch.manual_seed(cfg.seed + step)
 
     def save_ckpt():
         atomic_torch_save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-                           "train_config": asdict(cfg), "history": json.dumps(history)}, ckpt_path)
+                           "train_config": asdict(cfg), "history": json.dumps(history),
+                           **({"best_loss": best[0], "best_step": best[1], "best_model": best[2]} if best else {})},
+                          ckpt_path)
 
     t_start, tokens_seen = time.time(), 0
     bar = tqdm(total=cfg.steps, initial=step, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
@@ -196,6 +200,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
                             "valid": {k: round(v, 4) for k, v in val.items()}})
             bar.write(f"step {step}: train {loss.item():.3f}  valid " +
                       "  ".join(f"{k} {v:.3f}" for k, v in val.items()))
+            mean_val = float(np.mean(list(val.values())))
+            if best is None or mean_val < best[0]:  # early stopping: the finished model is the best one seen
+                best = (mean_val, step, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_ckpt()
         if cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes:
@@ -205,13 +212,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
     bar.close()
     final = out / "model"
     val = history[-1]["valid"] if history else evaluate(model, vsamplers, cfg.batch_size, cfg.eval_batches, device)
+    weights_step = step
+    if best is not None and best[1] != step and best[0] < float(np.mean(list(val.values()))):
+        weights_step = best[1]
+        model.load_state_dict(best[2])  # validation got worse since: keep the best weights
+        val = next(h["valid"] for h in history if h["step"] == best[1])
+        bar.write(f"validation was best at step {best[1]}: the model folder holds those weights")
     meta = {
         "name": cfg.name,
         "family": FAMILIES[cfg.tokenizer],
         "tokenizer": tok.to_config(),
         "styles": styles,
         "license": cfg.license,
-        "training": {"data": cfg.data, "steps": step, "config": asdict(cfg), "data_stats": stats,
+        "training": {"data": cfg.data, "steps": step, "weights_from_step": weights_step,
+                     "config": asdict(cfg), "data_stats": stats,
                      "valid_loss": val, "history": history[-20:]},
     }
     save_model_folder(final, model.cpu(), meta, card=model_card(meta))
