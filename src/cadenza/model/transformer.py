@@ -89,7 +89,11 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if self.kv_cache is not None and input_pos is not None:
             k, v = self.kv_cache.update(input_pos, k, v)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            # attend only to the filled part of the cache (mask is (1, 1, T, S) with S = last position
+            # + 1): without torch.compile, a fixed-shape read of the whole cache costs 2-3x more per token
+            S = mask.shape[-1]
+            k, v = k[:, :, :S], v[:, :, :S]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if T == 1 else mask)
         else:
             # no dropout on attention weights: with dropout_p > 0, SDPA on CPU falls back to the
             # math kernel that materializes (T, T) matrices (3x slower here); the residual paths
@@ -172,7 +176,8 @@ class Transformer(nn.Module):
             cos, sin, mask = self.rope_cos[:T], self.rope_sin[:T], None
         else:
             cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]
-            mask = self.causal[input_pos][None, None]  # (1, 1, T, S)
+            # (1, 1, T, S): S = the last position written + 1 (one token at the end needs no mask)
+            mask = self.causal[input_pos, : int(input_pos.max()) + 1][None, None]
         for layer in self.layers:
             x = layer(x, cos, sin, input_pos, mask)
         return self.lm_head(self.norm(x))
