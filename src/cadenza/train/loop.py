@@ -246,6 +246,11 @@ def model_card(meta: dict) -> str:
     rows = "\n".join(f"| {s} | {t['valid_loss'].get(s, float('nan')):.3f} |" for s in meta["styles"])
     data = "\n".join(f"- `{d}`" for d in t["data"])
     stats = "\n".join(f"| {k} | {v['pieces']} | {v['tokens']:,} |" for k, v in sorted(t["data_stats"].items()))
+    extras = "".join([
+        "; rows packed with several windows" if c.get("pack") else "",
+        "; bf16 forward pass" if c.get("precision") == "bf16" else "",
+        f"; weights from step {t['weights_from_step']} (best validation loss)"
+        if t.get("weights_from_step", t["steps"]) != t["steps"] else ""])
     return f"""# {meta['name']}
 
 A decoder-only transformer ({c['n_layers']} layers, d_model {c['d_model']}, {c['n_heads']} heads,
@@ -265,7 +270,8 @@ License of the data: {meta['license']}
 ## Recipe
 
 `cadenza train` with {t['steps']} steps, batch {c['batch_size']} x {c['ctx']} tokens, AdamW lr {c['lr']}
-(cosine to {c['min_lr']}), transposition augmentation +-{c['transpose']} semitones, seed {c['seed']}.
+(cosine to {c['min_lr']}), transposition augmentation +-{c['transpose']} semitones, dropout {c.get('dropout', 0)},
+seed {c['seed']}{extras}.
 
 ## Validation loss (nats per token, held-out pieces)
 
