@@ -120,6 +120,8 @@ def test_train_and_resume(capsys, tmp_path):
     # the folder holds the weights of the best validation (early stopping), across the resume too
     hist = cfg["training"]["history"]
     best = min(hist, key=lambda h: sum(h["valid"].values()))
+    if sum(best["valid"].values()) >= 0.99 * sum(hist[-1]["valid"].values()):
+        best = hist[-1]  # within the noise of the best: the final weights stay
     assert [h["step"] for h in hist] == [2, 3, 4, 5] and cfg["training"]["weights_from_step"] == best["step"]
     assert cfg["training"]["valid_loss"] == best["valid"]
 

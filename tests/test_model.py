@@ -49,3 +49,26 @@ def test_folder_round_trip(tmp_path):
     x = torch.randint(0, 50, (1, 10))
     assert torch.allclose(m(x), m2(x), atol=2e-2)  # weights are stored as float16
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_fused_inference_projections_follow_the_weights():
+    """Under no_grad in eval mode, q/k/v and gate/up run as fused matmuls; they must give the same
+    logits as the separate layers, also after the weights change (an optimizer step, a load)."""
+    m = tiny()
+    x = torch.randint(0, 50, (2, 12))
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    for _ in range(2):
+        m.eval()
+        with torch.no_grad():
+            fused = m(x)
+        plain = m(x)  # grad enabled: the separate layers
+        assert torch.allclose(fused, plain, atol=1e-5)
+        m.train()
+        torch.nn.functional.cross_entropy(m(x).flatten(0, 1), x.flatten()).backward()
+        opt.step()  # weights move: the fused copies must be rebuilt
+    m.eval()
+    other = tiny(vocab=50)
+    other.load_state_dict({k: v * 1.5 for k, v in m.state_dict().items()})
+    m.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(m(x), other(x), atol=1e-5)

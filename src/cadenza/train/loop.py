@@ -213,7 +213,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
     final = out / "model"
     val = history[-1]["valid"] if history else evaluate(model, vsamplers, cfg.batch_size, cfg.eval_batches, device)
     weights_step = step
-    if best is not None and best[1] != step and best[0] < float(np.mean(list(val.values()))):
+    # keep the final weights unless validation got clearly worse since its best (1%: more than the
+    # noise of a few validation batches), i.e. the run overfitted
+    if best is not None and best[1] != step and best[0] < 0.99 * float(np.mean(list(val.values()))):
         weights_step = best[1]
         model.load_state_dict(best[2])  # validation got worse since: keep the best weights
         val = next(h["valid"] for h in history if h["step"] == best[1])
