@@ -127,7 +127,7 @@ def bench_vl_and_speed(a, do_vl: bool, do_speed: bool) -> None:
         times = []
         for k in range(3):
             t0 = time.perf_counter()
-            harm.harmonize(soprano, seed=k, particles=a.particles)
+            harm.harmonize(soprano, seed=k, particles=a.particles, temperature=a.temperature)
             times.append(time.perf_counter() - t0)
         emit("harmonize_16_bars_s", float(np.median(times)))
         emit("harmonize_particles", a.particles)
@@ -136,7 +136,8 @@ def bench_vl_and_speed(a, do_vl: bool, do_speed: bool) -> None:
         ours = []
         t0 = time.time()
         for k, ch in enumerate(pick):
-            res = harm.harmonize(tok.grid_to_score(ch[:, :1]), seed=k, particles=a.particles)
+            res = harm.harmonize(tok.grid_to_score(ch[:, :1]), seed=k, particles=a.particles,
+                                 temperature=a.temperature)
             g = res.grids[0]
             ours.append(g[: len(ch)])
             if (k + 1) % 10 == 0:
@@ -144,6 +145,7 @@ def bench_vl_and_speed(a, do_vl: bool, do_speed: bool) -> None:
         mine = voice_leading_per_100_beats(ours)
         bach = voice_leading_per_100_beats(pick)
         emit("vl_chorales", len(pick))
+        emit("vl_temperature", a.temperature)
         for c in COUNTS:
             emit(f"vl_{c}_ours", mine[c])
             emit(f"vl_{c}_bach", bach[c])
@@ -166,7 +168,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bl-prefix", default="bl-", help="models are found as PREFIX<corpus> (default bl-)")
     ap.add_argument("--stride", type=int, help="window stride for long pieces (default: half the context)")
     ap.add_argument("--only", default="jsb,bl,vl,speed", help="comma-separated parts to run")
-    ap.add_argument("--particles", type=int, default=16, help="harmonizer particles (default 16)")
+    ap.add_argument("--particles", type=int, default=8, help="harmonizer particles (default 8, the CLI's)")
+    ap.add_argument("--temperature", type=float, default=0.9, help="harmonizer temperature (default 0.9, the CLI's)")
     ap.add_argument("--vl-count", type=int, default=0, help="harmonize only the first N valid chorales (0 = all 76)")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)

@@ -153,3 +153,18 @@ def test_harmonizer_refuses_a_melody_the_grid_cannot_place():
         from cadenza.tasks.harmonize import _melody_notes
 
         _melody_notes(make_score([]), "x")
+
+
+def test_no_parallel_fifths_or_octaves_unless_asked(harm):
+    """The voice-leading rule holds even for a random model (which writes parallels freely)."""
+    from cadenza.eval.voice_leading import voice_leading_counts
+
+    melody = parse_notes(TUNE, tempo=80)
+    ruled = harm.harmonize(melody, seed=4, particles=4).grids[0]
+    free = harm.harmonize(melody, seed=4, particles=4, rules=False).grids[0]
+    c_ruled, c_free = voice_leading_counts(ruled), voice_leading_counts(free)
+    assert c_ruled["parallel_fifths"] == 0 and c_ruled["parallel_octaves"] == 0, c_ruled
+    assert c_free["parallel_fifths"] + c_free["parallel_octaves"] > 0, c_free
+    for v, (lo, hi) in enumerate(((55, 74), (48, 67), (40, 60)), start=1):  # textbook A, T, B ranges
+        p = ruled[:, v][ruled[:, v] >= 0]
+        assert p.min() >= lo and p.max() <= hi

@@ -136,9 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "of bars 5-8) or 'tenor:3.3-4.2'; default: everything but the soprano")
     h.add_argument("--variations", type=_positive_int, default=1, help="write N takes: NAME-1 ... NAME-N")
     h.add_argument("--temperature", type=_positive_float, default=0.9, help="> 0; lower is safer (default 0.9)")
-    h.add_argument("--particles", type=_positive_int, default=16,
-                   help="candidate harmonizations weighed against the whole melody (default 16)")
+    h.add_argument("--particles", type=_positive_int, default=8,
+                   help="candidate harmonizations weighed against the whole melody (default 8)")
     h.add_argument("--seed", type=int, help="random seed: the same seed gives the same chorale")
+    h.add_argument("--free-voice-leading", action="store_true",
+                   help="let the model write parallel fifths and octaves (by default they are ruled out)")
     h.add_argument("--model", metavar="NAME|DIR", default="chorale", help="chorale model (default: chorale)")
     h.add_argument("--out", action="append", metavar="FILE", help="output file (.musicxml, .mid); repeatable")
     h.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -240,6 +242,7 @@ def cmd_harmonize(a) -> int:
 
     res = harm.harmonize(score, name=name, keep=a.keep, regenerate=a.regenerate, key=a.key,
                          variations=a.variations, temperature=a.temperature, particles=a.particles,
+                         rules=not a.free_voice_leading,
                          seed=a.seed, progress=progress if bar else None)
     if bar:
         bar.close()

@@ -45,13 +45,19 @@ class FillResult:
 @torch.no_grad()
 def fill(model, template: list[int], free, masks: torch.Tensor, mask_index, *, particles: int = 16,
          groups: int = 1, sampling: SamplingConfig | None = None, head: list[int] | None = None,
-         starts=None, chunk: int = 256, progress: Callable[[int, int], None] | None = None) -> FillResult:
+         starts=None, chunk: int = 256, constrain: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+         progress: Callable[[int, int], None] | None = None) -> FillResult:
     """Fill ``template`` (token ids) at the positions where ``free`` is true.
 
     ``masks`` (K, V) bool: the legal tokens of each kind of position; ``mask_index`` (L,) says which
     row applies to each position (used for free positions, and for scoring fixed ones under the
     same support). ``head``/``starts``: what a window re-prefilled past the context begins with,
     and where it may start (the tokenizer's ``header()`` and ``window_starts``).
+    ``constrain(seq, i)`` (optional) returns a (B, V) bool mask of further rules for free position
+    ``i`` given each particle's tokens so far; the particle samples among the tokens both masks allow,
+    and its weight is multiplied by the probability the model gave that allowed set, so the result
+    targets the model's distribution *conditioned on the rules holding* (where no token obeys them,
+    the rule is dropped at that position for that particle).
     ``progress(done, total)`` is called as positions are decided.
     """
     sampling = (sampling or SamplingConfig(top_p=1.0, repetition_penalty=1.0)).validate()
@@ -113,8 +119,15 @@ def fill(model, template: list[int], free, masks: torch.Tensor, mask_index, *, p
     while fed < L:
         i = fed
         if free[i]:
+            allowed_now = masks[mask_index[i]].expand(B, -1)
+            if constrain is not None:
+                ruled = allowed_now & constrain(seq, i)
+                ruled = torch.where(ruled.any(1, keepdim=True), ruled, allowed_now)
+                lp = logp(logits, mask_index[i].expand(B))
+                logw += torch.logsumexp(lp.masked_fill(~ruled, float("-inf")), 1).double()
+                allowed_now = ruled
             tok = sample(logits, SamplingConfig(temperature=temp, top_k=sampling.top_k, top_p=sampling.top_p,
-                                                repetition_penalty=1.0), masks[mask_index[i]].expand(B, -1), gen)
+                                                repetition_penalty=1.0), allowed_now, gen)
             seq[:, i] = tok
         else:
             lp = logp(logits, mask_index[i].expand(B))
