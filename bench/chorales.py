@@ -21,7 +21,8 @@ uses, and it is normalized, so frame probabilities stay exact.
 
 ``vl_<count>_ours`` / ``vl_<count>_bach``: voice-leading counts per 100 beats (parallel fifths,
 parallel octaves, voice crossings, notes out of SATB range, upper-voice spacing over an octave)
-of our harmonizations of the valid chorales' soprano lines, and of Bach's own.
+of our harmonizations of the valid chorales' soprano lines (the CLI's defaults: 8 particles,
+temperature 0.9, parallel fifths/octaves ruled out, A/T/B in textbook ranges), and of Bach's own.
 ``harmonize_16_bars_s``: wall seconds to harmonize a 16-bar soprano line (model already loaded).
 """
 
