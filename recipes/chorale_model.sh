@@ -3,7 +3,7 @@
 # Data: the JSB chorales' train split only (../shared/data/jsb-chorales), so the valid
 # split's likelihood (bench/chorales.py) is a clean figure; transposition +-5 semitones.
 # Rows are packed with several chorale windows (--pack); bf16 forward pass; the model folder keeps
-# the weights of the best validation loss.
+# the final weights unless validation got more than 1% worse than its best.
 # Resumable: RESUME=1 recipes/chorale_model.sh
 set -euo pipefail
 DATA=${DATA:-../shared/data}

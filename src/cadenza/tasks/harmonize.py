@@ -19,12 +19,14 @@ import symusic
 import torch
 
 from cadenza.errors import CadenzaError
+from cadenza.eval.voice_leading import RANGES
 from cadenza.tokenizers.grid import N_SPECIAL, REST, STEP_QUARTERS, VOICES
 
 VOICE_NAMES = {"soprano": 0, "s": 0, "alto": 1, "a": 1, "tenor": 2, "t": 2, "bass": 3, "b": 3}
-# Where each voice may go: the common SATB ranges widened by a tone (Bach's own lines reach a
-# little past the textbook ranges). The soprano is never sampled, only checked for fit.
-SAMPLE_RANGES = {0: (58, 84), 1: (55, 74), 2: (48, 67), 3: (40, 60)}  # A, T, B: the textbook SATB ranges
+# Where each voice may be sampled: alto, tenor and bass in the textbook SATB ranges the voice-leading
+# counts use (the model alone strays out of them twice as often as Bach). The soprano is never
+# sampled, only checked for fit.
+SAMPLE_RANGES = {0: (58, 84), 1: RANGES[1], 2: RANGES[2], 3: RANGES[3]}
 SOPRANO_FIT = (60, 81)  # C4-A5: the melody is transposed when it leaves this range
 
 
@@ -170,7 +172,8 @@ class Harmonizer:
         self.masks = masks
         # the pitch of each token id (-1: rest or special), for the voice-leading rule
         self.pitch_of = torch.full((tokenizer.vocab_size,), -1, dtype=torch.long)
-        self.pitch_of[N_SPECIAL:] = torch.arange(tokenizer.lo, tokenizer.hi)
+        for pitch, token_id in tokenizer.pitch_ids.items():
+            self.pitch_of[token_id] = pitch
 
     def _no_parallels(self, seq: torch.Tensor, i: int) -> torch.Tensor:
         """(B, V) mask for free cell ``i``: no pitch that makes parallel fifths or octaves (unisons

@@ -61,6 +61,11 @@ class TrainConfig:
     license: str = "see data sources"
 
 
+def _mean(val: dict[str, float]) -> float:
+    """Mean validation loss over styles."""
+    return float(np.mean(list(val.values())))
+
+
 def pick_device(name: str) -> str:
     if name != "auto":
         return name
@@ -200,8 +205,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
                             "valid": {k: round(v, 4) for k, v in val.items()}})
             bar.write(f"step {step}: train {loss.item():.3f}  valid " +
                       "  ".join(f"{k} {v:.3f}" for k, v in val.items()))
-            mean_val = float(np.mean(list(val.values())))
-            if best is None or mean_val < best[0]:  # early stopping: the finished model is the best one seen
+            mean_val = _mean(val)
+            if best is None or mean_val < best[0]:  # the best weights so far, in case the run overfits
                 best = (mean_val, step, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_ckpt()
@@ -215,7 +220,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
     weights_step = step
     # keep the final weights unless validation got clearly worse since its best (1%: more than the
     # noise of a few validation batches), i.e. the run overfitted
-    if best is not None and best[1] != step and best[0] < 0.99 * float(np.mean(list(val.values()))):
+    if best is not None and best[1] != step and best[0] < 0.99 * _mean(val):
         weights_step = best[1]
         model.load_state_dict(best[2])  # validation got worse since: keep the best weights
         val = next(h["valid"] for h in history if h["step"] == best[1])
