@@ -84,7 +84,7 @@ def fill(model, template: list[int], free, masks: torch.Tensor, mask_index, *, p
     temp = sampling.temperature
     logw = torch.zeros(B, dtype=torch.float64)
     model.eval()
-    model.setup_cache(B, ctx)
+    model.setup_cache(B, ctx, dtype="fast")
 
     base = 0  # seq index held at cache position len(pre)
     pre: list[int] = []  # tokens before seq[base] in the cache (the head, after a slide)

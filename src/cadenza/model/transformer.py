@@ -56,11 +56,13 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class _Fused:
-    """A concatenation of several Linear weights, rebuilt whenever one of them changes.
+    """The transposed concatenation of several Linear weights, (C x sum O), rebuilt whenever one changes.
 
-    Inference only (no autograd through it): one (3C x C) matmul instead of three small ones saves
-    per-op overhead that dominates a one-token decoding step on a CPU. The parameters stay separate,
-    so checkpoints and the Hugging Face layout are unchanged.
+    Inference only (no autograd through it). Two CPU savings for one-token decoding steps, where
+    per-op overhead dominates: one matmul instead of several small ones (q/k/v, gate/up), and
+    ``x @ W.T`` from a contiguous pre-transposed copy, which at 8-16 rows ran 1.5-2x faster than
+    ``F.linear`` on the same weights (torch 2.13 CPU; prefill-sized inputs are not slower). The
+    parameters stay separate, so checkpoints and the Hugging Face layout are unchanged.
     """
 
     def __init__(self):
@@ -69,13 +71,33 @@ class _Fused:
     def __call__(self, *linears: nn.Linear) -> torch.Tensor:
         key = tuple((lin.weight.data_ptr(), lin.weight._version) for lin in linears)
         if key != self.key:
-            self.weight = torch.cat([lin.weight.detach() for lin in linears])
+            self.weight = torch.cat([lin.weight.detach() for lin in linears]).t().contiguous()
             self.key = key
         return self.weight
 
 
 def _inference(module: nn.Module) -> bool:
     return not module.training and not torch.is_grad_enabled()
+
+
+def fast_cache_dtype(weight: torch.Tensor) -> torch.dtype:
+    """bfloat16 for the KV cache of float32 weights on a CPU with native bf16 (AVX512-BF16/AMX), else
+    the weights' dtype.
+
+    Decoding a batch of sequences on a CPU is memory-bound in attention: each new token reads the
+    whole cache. Halving its bytes made scaled_dot_product_attention 1.6-1.9x faster at 512-1024
+    cached tokens (batch 8) on such a CPU; projections, norms and logits stay in float32. Elsewhere
+    the conversions may cost more than they save, so the cache keeps the weights' dtype.
+    """
+    if weight.dtype != torch.float32:
+        return weight.dtype
+    if weight.device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else weight.dtype
+    try:
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        native = False
+    return torch.bfloat16 if native else weight.dtype
 
 
 class KVCache(nn.Module):
@@ -102,13 +124,13 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.o_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.kv_cache: KVCache | None = None
-        self._qkv = _Fused()
+        self._qkv, self._o = _Fused(), _Fused()
 
     def forward(self, x, cos, sin, input_pos=None, mask=None):
         B, T, C = x.shape
         nh, hs = self.cfg.n_heads, self.cfg.head_dim
         if _inference(self):
-            q, k, v = F.linear(x, self._qkv(self.q_proj, self.k_proj, self.v_proj)).split(C, -1)
+            q, k, v = (x @ self._qkv(self.q_proj, self.k_proj, self.v_proj)).split(C, -1)
         else:
             q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         q = q.reshape(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
@@ -116,18 +138,20 @@ class Attention(nn.Module):
         v = v.reshape(B, T, nh, hs).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if self.kv_cache is not None and input_pos is not None:
-            k, v = self.kv_cache.update(input_pos, k, v)
+            cdt = self.kv_cache.k.dtype
+            k, v = self.kv_cache.update(input_pos, k.to(cdt), v.to(cdt))
             # attend only to the filled part of the cache (mask is (1, 1, T, S) with S = last position
             # + 1): without torch.compile, a fixed-shape read of the whole cache costs 2-3x more per token
             S = mask.shape[-1]
             k, v = k[:, :, :S], v[:, :, :S]
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if T == 1 else mask)
+            y = F.scaled_dot_product_attention(q.to(cdt), k, v, attn_mask=None if T == 1 else mask).to(x.dtype)
         else:
             # no dropout on attention weights: with dropout_p > 0, SDPA on CPU falls back to the
             # math kernel that materializes (T, T) matrices (3x slower here); the residual paths
             # carry the model's dropout instead
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return y @ self._o(self.o_proj) if _inference(self) else self.o_proj(y)
 
 
 class MLP(nn.Module):
@@ -136,12 +160,12 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.up_proj = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
         self.down_proj = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
-        self._gate_up = _Fused()
+        self._gate_up, self._down = _Fused(), _Fused()
 
     def forward(self, x):
         if _inference(self):
-            g, u = F.linear(x, self._gate_up(self.gate_proj, self.up_proj)).chunk(2, -1)
-            return self.down_proj(F.silu(g) * u)
+            g, u = (x @ self._gate_up(self.gate_proj, self.up_proj)).chunk(2, -1)
+            return (F.silu(g) * u) @ self._down(self.down_proj)
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -171,6 +195,7 @@ class Transformer(nn.Module):
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.cache_len = 0
+        self._head = _Fused()
         self.apply(self._init)
 
     @staticmethod
@@ -181,10 +206,16 @@ class Transformer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def setup_cache(self, batch: int, max_len: int | None = None):
-        """Allocate KV caches for ``batch`` sequences of up to ``max_len`` tokens."""
+    def setup_cache(self, batch: int, max_len: int | None = None, dtype: torch.dtype | str | None = None):
+        """Allocate KV caches for ``batch`` sequences of up to ``max_len`` tokens.
+
+        ``dtype``: the cache's dtype (default: the weights'); ``"fast"`` picks bfloat16 where the CPU
+        has native bf16 (see ``fast_cache_dtype``).
+        """
         max_len = min(max_len or self.cfg.max_seq_len, self.cfg.max_seq_len)
-        dtype = self.embed_tokens.weight.dtype
+        if dtype == "fast":
+            dtype = fast_cache_dtype(self.embed_tokens.weight)
+        dtype = dtype or self.embed_tokens.weight.dtype
         dev = self.embed_tokens.weight.device
         for layer in self.layers:
             layer.self_attn.kv_cache = KVCache(batch, self.cfg.n_heads, max_len, self.cfg.head_dim, dtype, dev)
@@ -212,4 +243,5 @@ class Transformer(nn.Module):
             mask = self.causal[input_pos, : int(input_pos.max()) + 1][None, None]
         for layer in self.layers:
             x = layer(x, cos, sin, input_pos, mask)
-        return self.lm_head(self.norm(x))
+        x = self.norm(x)
+        return x @ self._head(self.lm_head) if _inference(self) else self.lm_head(x)
