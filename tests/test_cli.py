@@ -173,7 +173,7 @@ def test_bad_arguments(capsys, tmp_path, tiny_model_dir, args, words):
 def test_unwritable_output(capsys, tmp_path, tiny_model_dir):
     code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--out", tmp_path / "no" / "such" / "dir.mid")
     one_line_error(code, err, "cannot write")
-    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--out", tmp_path / "x.wav")
+    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--out", tmp_path / "x.bmp")
     one_line_error(code, err, "cannot write")
 
 

@@ -6,7 +6,6 @@ Every user error becomes one line on stderr and a non-zero exit code.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,6 @@ from pathlib import Path
 from cadenza.errors import CadenzaError
 
 EXIT_USAGE, EXIT_ERROR = 2, 1
-OUT_SUFFIXES = (".mid", ".midi", ".musicxml", ".xml", ".mxl", ".abc")
 
 
 def _positive_int(text: str) -> int:
@@ -81,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--seed", type=int, help="random seed: the same seed gives the same piece")
     smp.add_argument("--variations", type=_positive_int, default=1, help="write N takes: NAME-1.mid ... NAME-N.mid")
     g.add_argument("--out", action="append", metavar="FILE",
-                   help="output file (.mid, .musicxml, .abc); may be given more than once")
+                   help="output file by suffix: .mid .musicxml .abc (score), .wav .flac .ogg .mp3 (audio), "
+                        ".png (piano roll), .svg .pdf (sheet music); may be given more than once")
+    _render_flags(g, play=True)
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     t = sub.add_parser("train", help="train a model on your own music",
@@ -142,27 +142,113 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--free-voice-leading", action="store_true",
                    help="let the model write parallel fifths and octaves (by default they are ruled out)")
     h.add_argument("--model", metavar="NAME|DIR", default="chorale", help="chorale model (default: chorale)")
-    h.add_argument("--out", action="append", metavar="FILE", help="output file (.musicxml, .mid); repeatable")
+    h.add_argument("--out", action="append", metavar="FILE",
+                   help="output file (.musicxml, .mid; also .wav, .png, .svg, .pdf ...); repeatable")
+    _render_flags(h, play=True)
     h.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("render", help="turn a score into audio, a piano roll or sheet music; audio into a "
+                       "spectrogram", description="Render a score (.mid/.abc/.musicxml) to audio (.wav .flac "
+                       ".ogg .mp3), a piano roll (.png), sheet music (.svg .pdf) or another score format; or a "
+                       "recording (.wav .flac .ogg .mp3) to a mel spectrogram (.png).")
+    r.add_argument("input", metavar="FILE", help="a score or a recording")
+    r.add_argument("--out", action="append", required=True, metavar="FILE", help="output file by suffix; repeatable")
+    r.add_argument("--spectrogram", action="store_true",
+                   help="for a score, a .png output is the spectrogram of its audio (default: piano roll)")
+    _render_flags(r, play=True)
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    pl = sub.add_parser("play", help="play a score or a recording on the audio device",
+                        description="Play a score (rendered with the SoundFont) or a recording on this machine's "
+                                    "audio output.")
+    pl.add_argument("input", metavar="FILE", help="a score or a recording")
+    _render_flags(pl, play=False)
 
     sub.add_parser("models", help="list bundled and local models with their styles",
                    description="List bundled and local models with their styles.")
     return p
 
 
+def _sample_rate(text: str) -> int:
+    v = _positive_int(text)
+    if not 8000 <= v <= 192000:
+        raise argparse.ArgumentTypeError(f"must be between 8000 and 192000 Hz, got {v}")
+    return v
+
+
+def _render_flags(p: argparse.ArgumentParser, play: bool) -> None:
+    grp = p.add_argument_group("sound")
+    grp.add_argument("--soundfont", metavar="FILE.sf2", help="General MIDI SoundFont (default: $CADENZA_SOUNDFONT, "
+                     "$SOUNDFONT, or the system's, e.g. /usr/share/sounds/sf2/default-GM.sf2)")
+    grp.add_argument("--sample-rate", type=_sample_rate, default=44100, metavar="HZ", help="default 44100")
+    grp.add_argument("--renderer", choices=("auto", "fluidsynth", "builtin"), default="auto",
+                     help="auto: FluidSynth with the SoundFont, else the built-in synthesizer (default)")
+    if play:
+        grp.add_argument("--play", action="store_true", help="also play the result on the audio device, if any")
+
+
+def _render_options(a):
+    from cadenza.render.outputs import RenderOptions
+
+    return RenderOptions(soundfont=a.soundfont, sample_rate=a.sample_rate, renderer=a.renderer,
+                         spectrogram=getattr(a, "spectrogram", False))
+
+
 def _check_outputs(paths: list[str]) -> list[Path]:
-    out = []
-    for s in paths:
-        p = Path(s)
-        if p.suffix.lower() not in OUT_SUFFIXES:
-            raise CadenzaError(f"cannot write {p}: unknown output type '{p.suffix}' (use {', '.join(OUT_SUFFIXES)})")
-        parent = p.parent if str(p.parent) else Path(".")
-        if not parent.is_dir():
-            raise CadenzaError(f"cannot write {p}: folder {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise CadenzaError(f"cannot write {p}: folder {parent} is not writable")
-        out.append(p)
-    return out
+    from cadenza.render.outputs import check_outputs
+
+    return check_outputs(paths)
+
+
+def _describe(path: Path, score=None, audio=None) -> str:
+    from cadenza.render.audio import AUDIO_SUFFIXES
+    from cadenza.score import SUFFIXES, count_notes, score_seconds
+
+    suffix = path.suffix.lower()
+    if suffix in SUFFIXES and score is not None:
+        n = len(score.tracks)
+        return f"{count_notes(score)} notes, {score_seconds(score):.1f} s, {n} track{'s' if n != 1 else ''}"
+    if suffix in AUDIO_SUFFIXES and audio is not None:
+        return f"{audio.seconds:.1f} s of audio, {audio.sample_rate} Hz stereo, {audio.renderer}"
+    return {".png": "picture", ".svg": "sheet music", ".pdf": "sheet music"}.get(suffix, "")
+
+
+def _write_all(score, outs: list[Path], a, name: str, label: str = "", quiet: bool = False) -> None:
+    """Every output of one score, then playback when asked (skipped with a note where there is no device)."""
+    from cadenza.render.outputs import needs_audio, write_outputs
+
+    opts = _render_options(a)
+    want_play = getattr(a, "play", False)
+    bar = None
+    if (needs_audio(outs, opts) or want_play) and not quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(desc="rendering audio", total=100, unit="%", leave=False)
+
+    def progress(f):
+        bar.n = int(100 * f)
+        bar.refresh()
+
+    res = write_outputs(score, outs, opts, name=name, play=want_play, progress=progress if bar else None)
+    if bar:
+        bar.close()
+    for p in res.written:
+        what = _describe(p, score, res.audio)
+        print(f"wrote {p}{label}" + (f" ({what})" if what else ""))
+    if want_play:
+        _play(res.audio.samples, res.audio.sample_rate, name, required=False)
+
+
+def _play(samples, sample_rate: int, name: str, required: bool) -> None:
+    from cadenza.render.playback import NoAudioDevice, play
+
+    try:
+        play(samples, sample_rate, label=str(name))
+    except NoAudioDevice as e:
+        if required:
+            raise CadenzaError(f"{e}; nothing played (write a file instead: cadenza render {name} --out "
+                               f"{Path(str(name)).stem}.wav)") from None
+        print(f"note: {e}; playback skipped", file=sys.stderr)
 
 
 def _take_path(p: Path, k: int, n: int) -> Path:
@@ -170,8 +256,7 @@ def _take_path(p: Path, k: int, n: int) -> Path:
 
 
 def cmd_generate(a) -> int:
-    from cadenza.score import parse_chords, parse_instruments, parse_notes, read_score, write_score
-    from cadenza.score import count_notes, score_seconds
+    from cadenza.score import parse_chords, parse_instruments, parse_notes, read_score
 
     seeds = [x for x in (a.prompt, a.notes, a.chords) if x is not None]
     if len(seeds) > 1:
@@ -205,16 +290,12 @@ def cmd_generate(a) -> int:
         bar.close()
     scores = res if isinstance(res, list) else [res]
     for k, score in enumerate(scores, 1):
-        for p in outs:
-            path = _take_path(p, k, len(scores))
-            write_score(score, path)
-            print(f"wrote {path} ({count_notes(score)} notes, {score_seconds(score):.1f} s, "
-                  f"{len(score.tracks)} track{'s' if len(score.tracks) != 1 else ''})")
+        _write_all(score, [_take_path(p, k, len(scores)) for p in outs], a, name=f"take {k}", quiet=a.quiet)
     return 0
 
 
 def cmd_harmonize(a) -> int:
-    from cadenza.score import count_notes, parse_notes, read_score, write_score
+    from cadenza.score import parse_notes, read_score
     from cadenza.tasks.harmonize import Harmonizer
 
     if (a.input is None) == (a.notes is None):
@@ -249,10 +330,52 @@ def cmd_harmonize(a) -> int:
     for msg in res.notes:
         print(f"note: {msg}", file=sys.stderr)
     for k, sc in enumerate(res.scores, 1):
-        for p in outs:
-            path = _take_path(p, k, len(res.scores))
-            write_score(sc, path)
-            print(f"wrote {path} ({count_notes(sc)} notes in 4 parts)")
+        _write_all(sc, [_take_path(p, k, len(res.scores)) for p in outs], a, name=f"take {k}",
+                   label=" (4 parts)", quiet=a.quiet)
+    return 0
+
+
+def _read_input(path: str):
+    """(score, None) for a score file, (None, (samples, sample_rate)) for a recording."""
+    from cadenza.render.audio import AUDIO_SUFFIXES, read_audio
+    from cadenza.score import read_score
+
+    if Path(path).suffix.lower() in AUDIO_SUFFIXES:
+        return None, read_audio(path)
+    return read_score(path), None
+
+
+def cmd_render(a) -> int:
+    from cadenza.render.outputs import write_audio_outputs
+
+    if not Path(a.input).exists():
+        raise CadenzaError(f"{a.input} not found")
+    outs = _check_outputs(a.out)
+    score, rec = _read_input(a.input)
+    if score is not None:
+        _write_all(score, outs, a, name=a.input, quiet=a.quiet)
+        return 0
+    samples, sr = rec
+    for p in write_audio_outputs(samples, sr, outs):
+        print(f"wrote {p}" + (" (mel spectrogram)" if p.suffix.lower() == ".png" else ""))
+    if a.play:
+        _play(samples, sr, a.input, required=False)
+    return 0
+
+
+def cmd_play(a) -> int:
+    from cadenza.render import render_audio
+
+    if not Path(a.input).exists():
+        raise CadenzaError(f"{a.input} not found")
+    score, rec = _read_input(a.input)
+    if score is not None:
+        audio = render_audio(score, soundfont=a.soundfont, sample_rate=a.sample_rate, renderer=a.renderer,
+                             name=a.input)
+        samples, sr = audio.samples, audio.sample_rate
+    else:
+        samples, sr = rec
+    _play(samples, sr, a.input, required=True)
     return 0
 
 
@@ -293,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return {"generate": cmd_generate, "harmonize": cmd_harmonize, "train": cmd_train,
-                "models": cmd_models}[a.command](a)
+                "models": cmd_models, "render": cmd_render, "play": cmd_play}[a.command](a)
     except CadenzaError as e:
         print(f"cadenza: error: {e}", file=sys.stderr)
         return EXIT_ERROR
