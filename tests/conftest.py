@@ -10,6 +10,10 @@ from cadenza.model import ModelConfig, Transformer, save_model_folder
 from cadenza.tokenizers import RemiSpec, RemiTokenizer
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: looks at outputs in headless Chromium (skipped without it, except on CI)")
+
+
 def make_score(notes, program=0, tempo=120.0, tpq=480, ts=(4, 4), is_drum=False) -> symusic.Score:
     """notes: (pitch, start_beat, dur_beats, velocity) rows, as in note-seq's test tables."""
     s = symusic.Score(tpq)
