@@ -5,8 +5,9 @@
 The test piece is made here: a 3-minute, 8-track General MIDI arrangement at 120 bpm (piano with
 sustain pedal, bass, drums, strings, guitar, brass, flute, organ; chords, arpeggios, a melody and a
 tempo change at the middle), written to a temporary MIDI file and read back, so every renderer gets
-the same real file. Each renderer renders the whole piece once (after a short warm-up that loads the
-SoundFont); the figure is seconds of music per wall second (``render_realtime_factor_<renderer>``).
+the same real file. Each renderer renders the whole piece ``--repeats`` times (default 3, after a short
+warm-up that loads the SoundFont); the figure is seconds of music per wall second of the median run
+(``render_realtime_factor_<renderer>``), and ``render_ratio_<renderer>_vs_<peer>`` compares them.
 
 Renderers:
 * ``fluidsynth``: cadenza's choice (cadenza.render.audio: FluidSynth through pyfluidsynth, our event
@@ -141,6 +142,7 @@ def main() -> None:
     ap.add_argument("--soundfont", help="SoundFont (default: the one cadenza finds)")
     ap.add_argument("--sample-rate", type=int, default=44100)
     ap.add_argument("--keep", help="folder to keep the test MIDI and each renderer's WAV in")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per renderer; the median counts (default 3)")
     a = ap.parse_args()
     sf = find_soundfont(a.soundfont)
     sr = a.sample_rate
@@ -165,15 +167,20 @@ def main() -> None:
             for name in ("fluidsynth", "tinysoundfont", "symusic"):
                 emit(f"render_status_{name}", "skipped: no SoundFont found")
                 runs.pop(name)
+        factors = {}
         for name, run in runs.items():
             try:
                 run(short)  # warm-up: loads the SoundFont into the page cache, imports
-                t0 = time.perf_counter()
-                audio = run(score)
-                wall = time.perf_counter() - t0
+                walls = []
+                for _ in range(max(1, a.repeats)):
+                    t0 = time.perf_counter()
+                    audio = run(score)
+                    walls.append(time.perf_counter() - t0)
             except Exception as e:  # a peer that fails here is reported, not fatal
                 emit(f"render_status_{name}", f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
                 continue
+            wall = float(np.median(walls))
+            factors[name] = music / wall
             emit(f"render_wall_s_{name}", wall)
             emit(f"render_realtime_factor_{name}", music / wall)
             emit(f"render_peak_{name}", float(np.abs(audio).max()))
@@ -181,7 +188,11 @@ def main() -> None:
                 import soundfile
 
                 soundfile.write(str(folder / f"{name}.wav"), audio, sr)
-    emit("render_chosen", "fluidsynth" if sf else "builtin")
+    chosen = "fluidsynth" if sf else "builtin"
+    for peer in factors:
+        if peer != chosen and chosen in factors:
+            emit(f"render_ratio_{chosen}_vs_{peer}", factors[chosen] / factors[peer])
+    emit("render_chosen", chosen)
     emit("cpu_cores", len(os.sched_getaffinity(0)))
 
 

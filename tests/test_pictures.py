@@ -326,9 +326,6 @@ def test_engrave_bad_input(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, reason="cadenza.score.to_music21 gives the time signatures to the first part only: "
-                                       "music21 takes symusic's first MIDI track (meta events and notes) for a part, "
-                                       "not a conductor track; an empty first track in to_music21 fixes it")
 def test_every_staff_has_the_scores_meter():
     score = make_score([(60 + i % 5, i, 1, 80) for i in range(12)], ts=(3, 4))
     score.tracks.append(make_score([(48 + i % 5, i, 1, 80) for i in range(12)], program=32).tracks[0])

@@ -39,6 +39,10 @@ def to_music21(score: symusic.Score) -> music21.stream.Score:
     for attr in ("tempos", "time_signatures", "key_signatures"):
         for ev in getattr(score, attr):
             getattr(clean, attr).append(ev)
+    # An empty first track: symusic writes tempo and meter events into the first MIDI track, and
+    # music21 treats them as conductor events (given to every part) only when that track has no
+    # notes; otherwise only the first part would get a 3/4 and the rest would default to 4/4.
+    clean.tracks.append(symusic.Track("", 0, False))
     for t in tracks:
         # Unnamed: music21 would otherwise also guess an instrument from the track name
         # ('Bass' -> the singing voice) next to the one from the program change.
