@@ -340,30 +340,40 @@ def render_audio(score: symusic.Score, *, soundfont: str | os.PathLike | None = 
         raw = render_builtin(score, sample_rate, progress)
         sf = None
     raw = trim_tail(raw, _last_sample(score, sample_rate), sample_rate)
-    return Audio(normalize_peak(raw) if normalize else raw, int(sample_rate), used, sf)
+    return Audio(normalize_peak(raw, copy=False) if normalize else raw, int(sample_rate), used, sf)
 
 
 def trim_tail(audio: np.ndarray, last_note_end: int, sample_rate: int, floor_db: float = -70.0) -> np.ndarray:
-    """Cut the silence after the last note's release (keeping 50 ms), never before the last note ends."""
-    peak = float(np.abs(audio).max()) if len(audio) else 0.0
+    """Cut the silence after the last note's release (keeping 50 ms), never before the last note ends.
+
+    Only the part after the last note is scanned (whole-array reductions over minutes of stereo
+    audio cost more than the rest of this function)."""
+    if not len(audio):
+        return audio
+    peak = float(max(audio.max(), -audio.min()))
     if peak == 0:
         return audio[:max(last_note_end, 1)]
-    loud = np.nonzero(np.abs(audio).max(1) > peak * 10 ** (floor_db / 20))[0]
-    end = max(last_note_end, int(loud[-1]) + 1 if len(loud) else 0) + int(0.05 * sample_rate)
+    tail = audio[last_note_end:]
+    loud = np.nonzero((np.abs(tail[:, 0]) > peak * 10 ** (floor_db / 20)) |
+                      (np.abs(tail[:, -1]) > peak * 10 ** (floor_db / 20)))[0]
+    end = last_note_end + (int(loud[-1]) + 1 if len(loud) else 0) + int(0.05 * sample_rate)
     return audio[:min(end, len(audio))]
 
 
-def normalize_peak(audio: np.ndarray, peak_dbfs: float = PEAK_DBFS) -> np.ndarray:
-    """Scale so the loudest sample sits at ``peak_dbfs`` (float math: nothing clips); stereo out."""
+def normalize_peak(audio: np.ndarray, peak_dbfs: float = PEAK_DBFS, copy: bool = True) -> np.ndarray:
+    """Scale so the loudest sample sits at ``peak_dbfs`` (float math: nothing clips); stereo out.
+    ``copy=False`` scales a float32 stereo array in place."""
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 1:
         audio = np.stack([audio, audio], 1)
     elif audio.shape[1] == 1:
         audio = np.repeat(audio, 2, 1)
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    peak = float(max(audio.max(), -audio.min())) if audio.size else 0.0
     if peak > 0:
-        audio = audio * np.float32(10 ** (peak_dbfs / 20) / peak)
-    return np.clip(audio, -1.0, 1.0)
+        # the target is below 1.0 by 1 dB: rounding cannot push a sample past full scale
+        scale = np.float32(10 ** (peak_dbfs / 20) / peak)
+        audio = audio * scale if copy else np.multiply(audio, scale, out=audio)
+    return audio
 
 
 # ---- audio files -----------------------------------------------------------------------------
