@@ -227,6 +227,9 @@ def _write_pdf(pages: list[str], path: Path) -> None:
         import pypdf
     except ImportError as e:  # pragma: no cover - both are dependencies of cadenza
         raise CadenzaError(f"cannot write {path}: PDF output needs {e.name} (pip install cairosvg pypdf)") from None
+    except OSError:  # cairocffi found no cairo library
+        raise CadenzaError(f"cannot write {path}: PDF output needs the cairo library "
+                           "(Debian: apt-get install libcairo2); .svg works without it") from None
     writer = pypdf.PdfWriter()
     try:
         for svg in pages:
