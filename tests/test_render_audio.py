@@ -265,3 +265,30 @@ def test_cli_play_without_audio_device(tmp_path, capsys):
     one_line_error(code, err, "audio", "nothing played")
     code, out, err = run(capsys, "render", mid, "--out", tmp_path / "s.wav", "--play", "--renderer", "builtin")
     assert code == 0 and (tmp_path / "s.wav").exists() and "playback skipped" in err
+
+
+def test_soundfont_from_environment(monkeypatch, tmp_path):
+    real = audio_mod.find_soundfont()
+    if real is None:
+        pytest.skip("no SoundFont on this machine")
+    link = tmp_path / "mine.sf2"
+    link.symlink_to(real)
+    monkeypatch.setenv("CADENZA_SOUNDFONT", str(link))
+    assert audio_mod.find_soundfont() == link
+    assert audio_mod.find_soundfont(real) == real  # --soundfont wins over the environment
+    monkeypatch.setenv("CADENZA_SOUNDFONT", str(tmp_path / "gone.sf2"))
+    with pytest.raises(CadenzaError, match="gone.sf2"):
+        audio_mod.find_soundfont()
+
+
+def test_generate_writes_several_outputs_at_once(tmp_path, capsys, tiny_model_dir):
+    outs = [tmp_path / f"song{s}" for s in (".mid", ".wav", ".png")]
+    args = ["generate", "--model", tiny_model_dir, "--bars", 2, "--max-tokens", 200, "--seed", 1]
+    for o in outs:
+        args += ["--out", o]
+    code, out, _ = run(capsys, *args)
+    assert code == 0 and all(o.exists() and str(o) in out for o in outs)
+    assert symusic.Score(str(outs[0])).note_num() > 0
+    data, sr = soundfile.read(str(outs[1]), always_2d=True)
+    assert data.shape[1] == 2 and np.abs(data).max() > 0.5
+    assert outs[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
