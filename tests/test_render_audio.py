@@ -14,11 +14,11 @@ import pytest
 import soundfile
 import symusic
 
-from cadenza.cli import main
 from cadenza.errors import CadenzaError
 from cadenza.render import audio as audio_mod
 from cadenza.render import render_audio, write_audio
 from conftest import make_score
+from test_cli import one_line_error, run
 
 SR = 44100
 
@@ -191,20 +191,6 @@ def test_output_formats_are_stereo_normalized(tmp_path):
 
 
 # ---- the command line, and bad input ------------------------------------------------------------
-
-def run(capsys, *args):
-    code = main([str(x) for x in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(code, err, *words):
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for w in words:
-        assert w in lines[0], lines[0]
-
 
 def test_cli_render_audio_and_sample_rate(tmp_path, capsys):
     mid = tmp_path / "song.mid"
