@@ -6,6 +6,7 @@ Every user error becomes one line on stderr and a non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file by suffix: .mid .musicxml .abc (score), .wav .flac .ogg .mp3 (audio), "
                         ".png (piano roll), .svg .pdf (sheet music); may be given more than once")
     _render_flags(g, play=True)
+    g.add_argument("--stream", action="store_true", help="print each note as soon as it is generated")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     t = sub.add_parser("train", help="train a model on your own music",
@@ -255,6 +257,19 @@ def _take_path(p: Path, k: int, n: int) -> Path:
     return p if n == 1 else p.with_name(f"{p.stem}-{k}{p.suffix}")
 
 
+_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+
+
+def _note_line(ev, takes: int = 1) -> str:
+    """One generated note as a line: when, what, how loud, how long, on what."""
+    from cadenza.score import instrument_name
+
+    name = f"{_NAMES[ev.pitch % 12]}{ev.pitch // 12 - 1}"
+    take = f"take {ev.take + 1}  " if takes > 1 else ""
+    return (f"{take}bar {ev.bar:>3}  {ev.start:8.3f} s  {name:<4} vel {ev.velocity:>3}  {ev.duration:6.3f} s  "
+            f"{instrument_name(ev.program, ev.is_drum)}")
+
+
 def cmd_generate(a) -> int:
     from cadenza.score import parse_chords, parse_instruments, parse_notes, read_score
 
@@ -281,11 +296,18 @@ def cmd_generate(a) -> int:
         from tqdm import tqdm
 
         bar = tqdm(desc="generating", unit="tok", leave=False)
-    res = model.generate(prompt, bars=a.bars, seconds=a.seconds, max_tokens=a.max_tokens, style=a.style,
-                         instruments=instruments, tempo=a.tempo, time_signature=a.meter,
-                         temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-                         repetition_penalty=a.repetition_penalty, seed=a.seed, variations=a.variations,
-                         progress=(lambda n: bar.update(1)) if bar else None)
+    kw = dict(bars=a.bars, seconds=a.seconds, max_tokens=a.max_tokens, style=a.style, instruments=instruments,
+              tempo=a.tempo, time_signature=a.meter, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+              repetition_penalty=a.repetition_penalty, seed=a.seed, variations=a.variations)
+    if a.stream:
+        res = []
+        if bar:
+            bar.close()
+            bar = None
+        for ev in model.stream_notes(prompt, scores_out=res, **kw):
+            print(_note_line(ev, a.variations), flush=True)
+    else:
+        res = model.generate(prompt, progress=(lambda n: bar.update(1)) if bar else None, **kw)
     if bar:
         bar.close()
     scores = res if isinstance(res, list) else [res]
@@ -423,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cadenza: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `cadenza generate --stream | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

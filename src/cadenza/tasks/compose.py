@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import symusic
 
-from cadenza.engine import SamplingConfig, StopConfig, generate
+from cadenza.engine import SamplingConfig, StopConfig, generate, stream
+from cadenza.engine.notes import NoteEvent
 from cadenza.errors import CadenzaError, ModelError
 from cadenza.model import load_model_folder, read_config
 from cadenza.tokenizers import tokenizer_from_config
@@ -104,18 +105,9 @@ class CadenzaModel:
             seen = head + body[first_bar:]
         return ids, seen
 
-    def generate(self, prompt: symusic.Score | str | os.PathLike | None = None, *, bars: int | None = None,
-                 seconds: float | None = None, max_tokens: int | None = None, style: str | None = None,
-                 instruments: list | None = None, tempo: float | None = None,
-                 time_signature: tuple[int, int] | None = None, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 0.95, repetition_penalty: float = 1.1, seed: int | None = None,
-                 variations: int = 1, progress: Callable[[int], None] | None = None):
-        """Continue ``prompt`` (a Score, a file path, or None) and return a Score (a list if variations > 1).
-
-        ``instruments`` is a list of GM programs, names, or (program, is_drum) pairs; only those sound
-        in the new music. Stops after ``bars`` new bars, ``seconds`` of new music or ``max_tokens``
-        tokens (16 bars when none is given).
-        """
+    def _prepare(self, prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
+                 temperature, top_k, top_p, repetition_penalty, seed, variations) -> dict:
+        """Check the request and turn it into the engine's arguments (shared by generate and stream_notes)."""
         from cadenza.score import parse_instrument, read_score
 
         tok = self.tokenizer
@@ -163,13 +155,76 @@ class CadenzaModel:
             bars = 16
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
                                   repetition_penalty=repetition_penalty, seed=seed).validate()
-        stop = StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens)
-        result = generate(self.model, tok, ids, n=variations, sampling=sampling, stop=stop,
-                          constraints={"programs": programs, "time_signature": meter}, progress=progress)
+        return dict(prompt=prompt, full_ids=full_ids, ids=ids, sampling=sampling, tempo=tempo,
+                    stop=StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens),
+                    constraints={"programs": programs, "time_signature": meter})
+
+    def generate(self, prompt: symusic.Score | str | os.PathLike | None = None, *, bars: int | None = None,
+                 seconds: float | None = None, max_tokens: int | None = None, style: str | None = None,
+                 instruments: list | None = None, tempo: float | None = None,
+                 time_signature: tuple[int, int] | None = None, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 0.95, repetition_penalty: float = 1.1, seed: int | None = None,
+                 variations: int = 1, progress: Callable[[int], None] | None = None):
+        """Continue ``prompt`` (a Score, a file path, or None) and return a Score (a list if variations > 1).
+
+        ``instruments`` is a list of GM programs, names, or (program, is_drum) pairs; only those sound
+        in the new music. Stops after ``bars`` new bars, ``seconds`` of new music or ``max_tokens``
+        tokens (16 bars when none is given).
+        """
+        r = self._prepare(prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
+                          temperature, top_k, top_p, repetition_penalty, seed, variations)
+        result = generate(self.model, self.tokenizer, r["ids"], n=variations, sampling=r["sampling"],
+                          stop=r["stop"], constraints=r["constraints"], progress=progress)
         # decode new tokens after the *whole* prompt, so they land after it even when it was cut
-        scores = [self._to_score(prompt, full_ids + seq[result.prompt_len:], len(full_ids), tempo)
+        full_ids = r["full_ids"]
+        scores = [self._to_score(r["prompt"], full_ids + seq[result.prompt_len:], len(full_ids), r["tempo"])
                   for seq in result.ids]
         return scores[0] if variations == 1 else scores
+
+    def stream_notes(self, prompt: symusic.Score | str | os.PathLike | None = None, *, bars: int | None = None,
+                     seconds: float | None = None, max_tokens: int | None = None, style: str | None = None,
+                     instruments: list | None = None, tempo: float | None = None,
+                     time_signature: tuple[int, int] | None = None, temperature: float = 1.0, top_k: int = 0,
+                     top_p: float = 0.95, repetition_penalty: float = 1.1, seed: int | None = None,
+                     variations: int = 1, on_token: Callable[[int, int], None] | None = None,
+                     scores_out: list | None = None) -> Iterator[NoteEvent]:
+        """Like ``generate``, but yields each new note (a NoteEvent) as soon as its tokens are complete.
+
+        Times are on the piece's clock (seconds from the start of the prompt), so the notes of a
+        continuation start where the prompt ends. With the same seed the notes are exactly those of
+        ``generate``'s new music. ``on_token(take, token_id)`` sees every token (for progress).
+        ``scores_out``: a list that receives, when the stream ends, the Score of each take (what
+        ``generate`` would have returned), so a caller can show notes live and still save the piece.
+        """
+        from cadenza.engine.notes import NoteDecoder
+
+        r = self._prepare(prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
+                          temperature, top_k, top_p, repetition_penalty, seed, variations)
+        decoders = []
+        pr = r["prompt"]
+        # a continuation keeps the prompt's own tempo map (see _to_score): time the new notes by it
+        tempos = [(t.time / pr.tpq, t.qpm) for t in pr.tempos] if pr is not None and pr.note_num() > 0 \
+            and len(pr.tempos) else None
+        for k in range(variations):
+            d = NoteDecoder(self.tokenizer, take=k, tempos=tempos)
+            for t in r["full_ids"]:
+                d.feed(int(t))
+            decoders.append(d)
+        eos = self.tokenizer.eos_id
+        new: list[list[int]] = [[] for _ in range(variations)]
+        for b, t in stream(self.model, self.tokenizer, r["ids"], variations, r["sampling"], r["stop"],
+                           r["constraints"]):
+            if on_token:
+                on_token(b, t)
+            if t == eos:
+                continue
+            new[b].append(int(t))
+            ev = decoders[b].feed(int(t))
+            if ev is not None:
+                yield ev
+        if scores_out is not None:
+            full = r["full_ids"]
+            scores_out.extend(self._to_score(r["prompt"], full + seq, len(full), r["tempo"]) for seq in new)
 
     def _to_score(self, prompt: symusic.Score | None, seq: list[int], prompt_len: int,
                   tempo: float | None) -> symusic.Score:

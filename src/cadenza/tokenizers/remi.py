@@ -304,6 +304,11 @@ class RemiTokenizer:
             st.advance(int(i))
         return errors
 
+    @property
+    def default_qpm(self) -> float:
+        """The tempo miditok decodes a piece with before (or without) a Tempo token."""
+        return float(getattr(self._mt, "default_tempo", 120.0))
+
     @cached_property
     def nearest_tempo_id(self):
         def find(qpm: float) -> int:
