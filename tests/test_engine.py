@@ -72,3 +72,39 @@ def test_long_generation_slides_window(tiny, tokenizer):
                    stop=StopConfig(bars=500, max_tokens=600))
     assert len(res.ids[0]) >= 600
     assert tokenizer.check(res.ids[0]) == []
+
+
+def test_sliding_window_never_exceeds_the_context_and_keeps_the_opening(tiny_model_dir):
+    """A piece several times the context: every model call stays inside the context, and each
+    re-prefilled window starts with the header and the piece's opening (meter, tempo)."""
+    import torch
+
+    from cadenza.engine import SamplingConfig, StopConfig, stream
+    from cadenza.tasks import load_model
+
+    m = load_model(tiny_model_dir)
+    model, tok = m.model, m.tokenizer
+    ctx = model.cfg.max_seq_len
+    calls = []
+    forward = model.forward
+
+    def watched(idx, input_pos=None):
+        calls.append((idx.detach().clone(), None if input_pos is None else input_pos.clone()))
+        return forward(idx, input_pos=input_pos)
+
+    model.forward = watched
+    try:
+        prompt = tok.header("folk") + [int(tok.ids_of_type[4][0]), tok.tsig_id[(3, 4)], int(tok.ids_of_type[6][0]),
+                                       tok.nearest_tempo_id(90.0)]
+        n = 0
+        for _ in stream(model, tok, prompt, n=2, sampling=SamplingConfig(seed=0),
+                        stop=StopConfig(bars=10**9, max_tokens=4 * ctx), constraints={"time_signature": (3, 4)}):
+            n += 1
+    finally:
+        del model.forward
+    assert n >= 4 * ctx * 2 - 2
+    assert all(int(p.max()) < ctx for _, p in calls if p is not None)
+    prefills = [x for x, p in calls if p is not None and len(p) > 1]
+    assert len(prefills) >= 4  # the first, then slides
+    for x in prefills[1:]:
+        assert x[0, :len(prompt)].tolist() == prompt and x[1, :len(prompt)].tolist() == prompt

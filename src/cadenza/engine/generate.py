@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from cadenza.engine.sampling import SamplingConfig, apply_repetition_penalty, sample
+from cadenza.tokenizers.remi import T_BAR, T_TEMPO
 
 
 @dataclass
@@ -77,16 +78,29 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     n_new = 0
     header = prompt[: 2 if len(prompt) > 1 and prompt[1] in tokenizer.style_ids.values() else 1]
 
+    def opening(seq) -> list[int]:
+        """The piece's first bars after the header (its meter, tempo, and the prompt's opening
+        theme), up to ctx // 8 tokens and whole bars; kept in view when the window slides."""
+        body = seq[len(header):len(header) + ctx // 8 + 1]
+        bars = [j for j, t in enumerate(body) if tokenizer.type_of[t] == T_BAR]
+        if len(bars) >= 2:
+            return body[:bars[-1]]  # whole bars only
+        # the first bar alone is too long: keep its meter and tempo (Bar TimeSig [Position Tempo])
+        lead = body[:2]
+        if len(body) >= 4 and tokenizer.type_of[body[3]] == T_TEMPO:
+            lead = body[:4]
+        return lead
+
     def window(seq):
-        """The context to re-prefill when a sequence outgrows the model: header + recent bars."""
+        """The context to re-prefill when a sequence outgrows the model: header + opening + recent bars."""
         keep = ctx // 2
         tail = seq[-keep:]
         # start the tail at a Bar so the grammar context is sensible
         for j, t in enumerate(tail):
-            if tokenizer.type_of[t] == 4:
+            if tokenizer.type_of[t] == T_BAR:
                 tail = tail[j:]
                 break
-        return list(header) + tail
+        return list(header), opening(seq), tail
 
     def run_prefill(rows):
         model.setup_cache(n, ctx)
@@ -95,8 +109,13 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         assert all(len(r) == width for r in rows)
         return prefill(model, torch.tensor(rows))
 
+    def fit(parts) -> list[list[int]]:
+        """Rows of one width: the recent part of each is cut from its front where rows differ."""
+        width = min(sum(map(len, p)) for p in parts)
+        return [h + o + t[len(t) - (width - len(h) - len(o)):] for h, o, t in parts]
+
     model.eval()
-    rows = [s if len(s) < ctx else window(s) for s in seqs]
+    rows = [s if len(s) < ctx else sum(window(s), []) for s in seqs]
     logits = run_prefill(rows)
     pos = len(rows[0])
     while True:
@@ -136,12 +155,10 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             yield b, t
         if all(done):
             return
-        if pos + 1 >= ctx:  # slide the window: header + recent bars, re-prefilled
-            rows = [window(s) for s in seqs]
-            width = min(len(r) for r in rows)
-            rows = [r[:len(header)] + r[len(r) - (width - len(header)):] for r in rows]
+        if pos + 1 >= ctx:  # slide the window: header + opening + recent bars, re-prefilled
+            rows = fit([window(s) for s in seqs])
             logits = run_prefill(rows)
-            pos = width
+            pos = len(rows[0])
         else:
             logits = decode_one(model, nxt, pos)
             pos += 1
