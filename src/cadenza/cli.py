@@ -291,23 +291,42 @@ def cmd_generate(a) -> int:
     from cadenza.tasks import load_model
 
     model = load_model(a.model)
-    bar = None
-    if not a.quiet and sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(desc="generating", unit="tok", leave=False)
     kw = dict(bars=a.bars, seconds=a.seconds, max_tokens=a.max_tokens, style=a.style, instruments=instruments,
               tempo=a.tempo, time_signature=a.meter, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
               repetition_penalty=a.repetition_penalty, seed=a.seed, variations=a.variations)
-    if a.stream:
-        res = []
-        if bar:
-            bar.close()
-            bar = None
-        for ev in model.stream_notes(prompt, scores_out=res, **kw):
-            print(_note_line(ev, a.variations), flush=True)
+    # progress in the unit the length was asked in: seconds of music, bars, or tokens
+    if a.seconds:
+        total, unit = a.seconds, "s"
+    elif a.max_tokens and not a.bars:
+        total, unit = a.max_tokens, "tok"
     else:
-        res = model.generate(prompt, progress=(lambda n: bar.update(1)) if bar else None, **kw)
+        total, unit = a.bars or 16, "bar"
+    bar = None
+    if not a.quiet and sys.stderr.isatty() and not a.stream:
+        from tqdm import tqdm
+
+        fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:g} s of music [{elapsed}<{remaining}]" \
+            if unit == "s" else None
+        bar = tqdm(desc="generating", total=total, unit=unit, leave=False, bar_format=fmt)
+    start = {"s": None, "bar": None}
+    tokens = [0]
+
+    def on_token(take, token):
+        tokens[0] += 1
+        if bar is not None and unit == "tok" and take == 0:
+            bar.update(1)
+
+    res = []
+    for ev in model.stream_notes(prompt, scores_out=res, on_token=on_token, **kw):
+        if a.stream:
+            print(_note_line(ev, a.variations), flush=True)
+        if bar is not None and ev.take == 0 and unit != "tok":
+            if start["s"] is None:
+                start["s"], start["bar"] = ev.start, ev.bar - 1
+            done = ev.end - start["s"] if unit == "s" else ev.bar - 1 - start["bar"]
+            if done > bar.n:
+                bar.n = min(total, done)
+                bar.refresh()
     if bar:
         bar.close()
     scores = res if isinstance(res, list) else [res]
