@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         ".png (piano roll), .svg .pdf (sheet music); may be given more than once")
     _render_flags(g, play=True)
     g.add_argument("--stream", action="store_true", help="print each note as soon as it is generated")
+    g.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="torch.compile the decoder: 1.5-1.7x faster per token after ~10 s of compiling "
+                        "(auto: on for pieces of 2 minutes or more)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     t = sub.add_parser("train", help="train a model on your own music",
@@ -316,8 +319,9 @@ def cmd_generate(a) -> int:
         if bar is not None and unit == "tok" and take == 0:
             bar.update(1)
 
+    compile_ = a.compile == "on" or (a.compile == "auto" and (a.seconds or 0) >= 120)
     res = []
-    for ev in model.stream_notes(prompt, scores_out=res, on_token=on_token, **kw):
+    for ev in model.stream_notes(prompt, scores_out=res, on_token=on_token, compile=compile_, **kw):
         if a.stream:
             print(_note_line(ev, a.variations), flush=True)
         if bar is not None and ev.take == 0 and unit != "tok":

@@ -8,6 +8,7 @@ state key and stacked into one (B, V) tensor per step.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -49,15 +50,42 @@ def prefill(model, ids: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decode_one(model, token: torch.Tensor, pos: int) -> torch.Tensor:
-    """One new token per sequence (B,) at position ``pos`` -> logits (B, V)."""
+def decode_one(model, token: torch.Tensor, pos: int, step=None) -> torch.Tensor:
+    """One new token per sequence (B,) at position ``pos`` -> logits (B, V); ``step``: a compiled
+    decode function (``Transformer.compile_decode``) to use instead of the eager forward."""
+    if step is not None:
+        return step(token[:, None], torch.tensor([pos]))
     return model(token[:, None], input_pos=torch.tensor([pos]))[:, -1]
+
+
+def _compiled_step(model):
+    """The compiled decode step, or None (eager) where torch.compile cannot build it here (it needs
+    a C++ compiler on a CPU); said once."""
+    try:
+        step = model.compile_decode()
+        kv = model.layers[0].self_attn.kv_cache
+        step(torch.zeros(kv.k.shape[0], 1, dtype=torch.long), torch.tensor([kv.k.shape[2] - 1]))  # compile now
+        return step
+    except Exception as e:  # inductor raises many kinds (missing compiler, unsupported op...)
+        global _compile_failed
+        if not _compile_failed:
+            print(f"note: torch.compile is not available here ({type(e).__name__}); decoding without it",
+                  file=sys.stderr)
+            _compile_failed = True
+        return None
+
+
+_compile_failed = False
 
 
 def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingConfig | None = None,
            stop: StopConfig | None = None, constraints: dict | None = None,
-           on_token: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, int]]:
-    """Yield (sequence index, token id) as tokens are sampled; see ``generate``."""
+           on_token: Callable[[int, int], None] | None = None, compile: bool = False) -> Iterator[tuple[int, int]]:
+    """Yield (sequence index, token id) as tokens are sampled; see ``generate``.
+
+    ``compile``: decode with the torch.compile'd fixed-shape step (``Transformer.compile_decode``):
+    faster per token, but the first call in a process compiles for several seconds.
+    """
     sampling = (sampling or SamplingConfig()).validate()
     stop = stop or StopConfig(bars=8)
     gen = torch.Generator().manual_seed(sampling.seed if sampling.seed is not None else
@@ -103,7 +131,9 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         return list(header), opening(seq), tail
 
     def run_prefill(rows):
-        model.setup_cache(n, ctx)
+        kv = model.layers[0].self_attn.kv_cache
+        if kv is None or kv.k.shape[0] != n or kv.k.shape[2] != ctx:  # a slide reuses the same buffers
+            model.setup_cache(n, ctx)
         width = max(len(r) for r in rows)
         # left-pad is not supported by RoPE positions here; all rows share the same length by construction
         assert all(len(r) == width for r in rows)
@@ -115,8 +145,10 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         return [h + o + t[len(t) - (width - len(h) - len(o)):] for h, o, t in parts]
 
     model.eval()
+    model.clear_cache()
     rows = [s if len(s) < ctx else sum(window(s), []) for s in seqs]
     logits = run_prefill(rows)
+    step = _compiled_step(model) if compile else None
     pos = len(rows[0])
     while True:
         masks = torch.from_numpy(np.stack([tokenizer.allowed(st) for st in states]))
@@ -135,9 +167,12 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                     masks[b, eos] = True
             elif stop.bars is not None or stop.seconds is not None:
                 masks[b, eos] = False  # the user asked for a length: do not end early
-        w = sampling.repetition_window  # left-pad: finished rows stop growing
-        recent = torch.tensor([[pad] * max(0, w - len(s)) + s[-w:] for s in seqs])
-        lg = apply_repetition_penalty(logits, recent, sampling.repetition_penalty, penalize)
+        if sampling.repetition_penalty != 1.0:
+            w = sampling.repetition_window  # left-pad: finished rows stop growing
+            recent = torch.tensor([[pad] * max(0, w - len(s)) + s[-w:] for s in seqs])
+            lg = apply_repetition_penalty(logits, recent, sampling.repetition_penalty, penalize)
+        else:
+            lg = logits
         nxt = sample(lg, sampling, masks, gen)
         n_new += 1
         for b in range(n):
@@ -160,13 +195,13 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             logits = run_prefill(rows)
             pos = len(rows[0])
         else:
-            logits = decode_one(model, nxt, pos)
+            logits = decode_one(model, nxt, pos, step)
             pos += 1
 
 
 def generate(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingConfig | None = None,
              stop: StopConfig | None = None, constraints: dict | None = None,
-             progress: Callable[[int], None] | None = None) -> GenerationResult:
+             progress: Callable[[int], None] | None = None, compile: bool = False) -> GenerationResult:
     """Sample ``n`` continuations of ``prompt`` (token ids) under the tokenizer's grammar.
 
     ``constraints`` go to ``tokenizer.start_state`` (e.g. ``programs``, ``time_signature``).
@@ -174,7 +209,7 @@ def generate(model, tokenizer, prompt: list[int], n: int = 1, sampling: Sampling
     """
     seqs = [list(prompt) for _ in range(n)]
     count = 0
-    for b, t in stream(model, tokenizer, prompt, n, sampling, stop, constraints):
+    for b, t in stream(model, tokenizer, prompt, n, sampling, stop, constraints, compile=compile):
         if t != tokenizer.eos_id:
             seqs[b].append(t)
         count += 1

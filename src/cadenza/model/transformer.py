@@ -229,6 +229,55 @@ class Transformer(nn.Module):
             layer.self_attn.kv_cache = None
         self.cache_len = 0
 
+    def _decode_weights(self) -> tuple:
+        """The fused, pre-transposed inference weights, gathered for ``decode_step``."""
+        out = []
+        for layer in self.layers:
+            at, mlp = layer.self_attn, layer.mlp
+            out.append((layer.input_layernorm.weight, at._qkv(at.q_proj, at.k_proj, at.v_proj), at._o(at.o_proj),
+                        layer.post_attention_layernorm.weight, mlp._gate_up(mlp.gate_proj, mlp.up_proj),
+                        mlp._down(mlp.down_proj), at.kv_cache.k, at.kv_cache.v))
+        return tuple(out), self.norm.weight, self._head(self.lm_head)
+
+    def decode_step(self, idx: torch.Tensor, input_pos: torch.Tensor, weights: tuple | None = None) -> torch.Tensor:
+        """One token per sequence, idx (B, 1) at position input_pos (1,) -> logits (B, V).
+
+        Fixed shapes in the style of gpt-fast: attention reads the whole cache under the causal
+        mask's row, so the graph never changes with the position and ``torch.compile`` can fuse
+        it once (``compile_decode``). Numerically the same as ``forward`` with the cache.
+        """
+        layers, norm_w, head = weights if weights is not None else self._decode_weights()
+        B, C = idx.shape[0], self.cfg.d_model
+        nh, hs, eps = self.cfg.n_heads, self.cfg.head_dim, self.cfg.norm_eps
+        x = self.embed_tokens(idx)
+        cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]
+        mask = self.causal[input_pos][None, None]  # (1, 1, 1, S)
+        for ln1, wqkv, wo, ln2, wgu, wd, kc, vc in layers:
+            h = F.rms_norm(x, (C,), ln1, eps)
+            q, k, v = (h @ wqkv).split(C, -1)
+            q = apply_rope(q.view(B, 1, nh, hs).transpose(1, 2), cos, sin)
+            k = apply_rope(k.view(B, 1, nh, hs).transpose(1, 2), cos, sin)
+            v = v.view(B, 1, nh, hs).transpose(1, 2)
+            kc.index_copy_(2, input_pos, k.to(kc.dtype))
+            vc.index_copy_(2, input_pos, v.to(vc.dtype))
+            y = F.scaled_dot_product_attention(q.to(kc.dtype), kc, vc, attn_mask=mask).to(x.dtype)
+            x = x + y.transpose(1, 2).reshape(B, 1, C) @ wo
+            h = F.rms_norm(x, (C,), ln2, eps)
+            g, u = (h @ wgu).chunk(2, -1)
+            x = x + (F.silu(g) * u) @ wd
+        return (F.rms_norm(x, (C,), norm_w, eps) @ head)[:, -1]
+
+    def compile_decode(self):
+        """A torch.compile'd ``decode_step`` for the current cache (compiled once per cache shape;
+        the first call takes seconds). Returns a function (idx, input_pos) -> logits."""
+        weights = self._decode_weights()
+        key = tuple(w.data_ptr() for layer in weights[0] for w in layer)
+        if getattr(self, "_compiled_key", None) != key:
+            fn = torch.compile(self.decode_step, fullgraph=True, dynamic=False)
+            self._compiled = lambda idx, pos: fn(idx, pos, weights)
+            self._compiled_key = key
+        return self._compiled
+
     def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T) -> logits (B, T, V). With ``input_pos`` (T,), reads and writes the KV cache."""
         T = idx.shape[1]

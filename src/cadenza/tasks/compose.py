@@ -164,17 +164,18 @@ class CadenzaModel:
                  instruments: list | None = None, tempo: float | None = None,
                  time_signature: tuple[int, int] | None = None, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 0.95, repetition_penalty: float = 1.1, seed: int | None = None,
-                 variations: int = 1, progress: Callable[[int], None] | None = None):
+                 variations: int = 1, progress: Callable[[int], None] | None = None, compile: bool = False):
         """Continue ``prompt`` (a Score, a file path, or None) and return a Score (a list if variations > 1).
 
         ``instruments`` is a list of GM programs, names, or (program, is_drum) pairs; only those sound
         in the new music. Stops after ``bars`` new bars, ``seconds`` of new music or ``max_tokens``
-        tokens (16 bars when none is given).
+        tokens (16 bars when none is given). ``compile``: decode with torch.compile (faster per token,
+        seconds to compile first; worth it for long pieces).
         """
         r = self._prepare(prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
                           temperature, top_k, top_p, repetition_penalty, seed, variations)
         result = generate(self.model, self.tokenizer, r["ids"], n=variations, sampling=r["sampling"],
-                          stop=r["stop"], constraints=r["constraints"], progress=progress)
+                          stop=r["stop"], constraints=r["constraints"], progress=progress, compile=compile)
         # decode new tokens after the *whole* prompt, so they land after it even when it was cut
         full_ids = r["full_ids"]
         scores = [self._to_score(r["prompt"], full_ids + seq[result.prompt_len:], len(full_ids), r["tempo"])
@@ -187,7 +188,7 @@ class CadenzaModel:
                      time_signature: tuple[int, int] | None = None, temperature: float = 1.0, top_k: int = 0,
                      top_p: float = 0.95, repetition_penalty: float = 1.1, seed: int | None = None,
                      variations: int = 1, on_token: Callable[[int, int], None] | None = None,
-                     scores_out: list | None = None) -> Iterator[NoteEvent]:
+                     scores_out: list | None = None, compile: bool = False) -> Iterator[NoteEvent]:
         """Like ``generate``, but yields each new note (a NoteEvent) as soon as its tokens are complete.
 
         Times are on the piece's clock (seconds from the start of the prompt), so the notes of a
@@ -213,7 +214,7 @@ class CadenzaModel:
         eos = self.tokenizer.eos_id
         new: list[list[int]] = [[] for _ in range(variations)]
         for b, t in stream(self.model, self.tokenizer, r["ids"], variations, r["sampling"], r["stop"],
-                           r["constraints"]):
+                           r["constraints"], compile=compile):
             if on_token:
                 on_token(b, t)
             if t == eos:
