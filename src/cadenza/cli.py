@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--temperature", type=_positive_float, default=1.0, help="> 0; lower is safer (default 1.0)")
     smp.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (0 = off)")
     smp.add_argument("--top-p", type=_positive_float, default=0.95, help="nucleus sampling mass (default 0.95)")
-    smp.add_argument("--repetition-penalty", type=float, default=1.1, help=">= 1; discourages repeated pitches")
+    smp.add_argument("--repetition-penalty", type=float, default=1.0,
+                     help=">= 1; discourages recently used pitches (default 1.0: off; it lowers scale consistency)")
+    smp.add_argument("--repeat", default="auto", metavar="auto|off|RATE",
+                     help="share of bars that may restate one of the last 1, 2 or 4 bars (auto: the style's own "
+                          "rate, measured on its training pieces; off: no control)")
     smp.add_argument("--seed", type=int, help="random seed: the same seed gives the same piece")
     smp.add_argument("--variations", type=_positive_int, default=1, help="write N takes: NAME-1.mid ... NAME-N.mid")
     g.add_argument("--out", action="append", metavar="FILE",
@@ -260,6 +264,15 @@ def _take_path(p: Path, k: int, n: int) -> Path:
     return p if n == 1 else p.with_name(f"{p.stem}-{k}{p.suffix}")
 
 
+def _repeat(text: str):
+    if text in ("auto", "off"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise CadenzaError(f"--repeat must be auto, off or a rate between 0 and 1 (got '{text}')") from None
+
+
 _NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 
 
@@ -296,7 +309,8 @@ def cmd_generate(a) -> int:
     model = load_model(a.model)
     kw = dict(bars=a.bars, seconds=a.seconds, max_tokens=a.max_tokens, style=a.style, instruments=instruments,
               tempo=a.tempo, time_signature=a.meter, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-              repetition_penalty=a.repetition_penalty, seed=a.seed, variations=a.variations)
+              repetition_penalty=a.repetition_penalty, seed=a.seed, variations=a.variations,
+              repeat=_repeat(a.repeat))
     # progress in the unit the length was asked in: seconds of music, bars, or tokens
     if a.seconds:
         total, unit = a.seconds, "s"

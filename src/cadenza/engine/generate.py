@@ -144,6 +144,11 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         width = min(sum(map(len, p)) for p in parts)
         return [h + o + t[len(t) - (width - len(h) - len(o)):] for h, o, t in parts]
 
+    repeat = None
+    if sampling.repeat_rate is not None:
+        from cadenza.engine.repeat import RepeatControl
+
+        repeat = RepeatControl(tokenizer, n, sampling.repeat_rate, sampling.repeat_strength, prompts=seqs)
     model.eval()
     model.clear_cache()
     rows = [s if len(s) < ctx else sum(window(s), []) for s in seqs]
@@ -173,6 +178,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             lg = apply_repetition_penalty(logits, recent, sampling.repetition_penalty, penalize)
         else:
             lg = logits
+        if repeat is not None:
+            lg = repeat.apply(lg, masks)
         nxt = sample(lg, sampling, masks, gen)
         n_new += 1
         for b in range(n):
@@ -185,6 +192,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                 continue
             states[b].advance(t)
             seqs[b].append(t)
+            if repeat is not None:
+                repeat.advance(b, t, gen)
             if on_token:
                 on_token(b, t)
             yield b, t

@@ -14,8 +14,10 @@ class SamplingConfig:
     temperature: float = 1.0
     top_k: int = 0  # 0 = off
     top_p: float = 0.95  # 1.0 = off
-    repetition_penalty: float = 1.1  # >1 lowers the odds of tokens in the recent window; 1.0 = off
+    repetition_penalty: float = 1.0  # >1 lowers the odds of tokens in the recent window; 1.0 = off
     repetition_window: int = 64
+    repeat_rate: float | None = None  # fraction of bars that may restate a recent bar (engine/repeat.py); None = off
+    repeat_strength: float = 8.0  # logit bonus for restating (8: about nine in ten started restatements complete)
     seed: int | None = None
 
     def validate(self) -> "SamplingConfig":
@@ -25,6 +27,8 @@ class SamplingConfig:
             raise CadenzaError(f"top-k must be 0 (off) or positive (got {self.top_k})")
         if not 0 < self.top_p <= 1:
             raise CadenzaError(f"top-p must be in (0, 1] (got {self.top_p})")
+        if self.repeat_rate is not None and not 0 <= self.repeat_rate <= 1:
+            raise CadenzaError(f"repeat rate must be between 0 and 1 (got {self.repeat_rate})")
         if self.repetition_penalty < 1:
             raise CadenzaError(f"repetition penalty must be >= 1 (got {self.repetition_penalty})")
         return self

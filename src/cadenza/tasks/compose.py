@@ -106,7 +106,7 @@ class CadenzaModel:
         return ids, seen
 
     def _prepare(self, prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
-                 temperature, top_k, top_p, repetition_penalty, seed, variations) -> dict:
+                 temperature, top_k, top_p, repetition_penalty, seed, variations, repeat="auto") -> dict:
         """Check the request and turn it into the engine's arguments (shared by generate and stream_notes)."""
         from cadenza.score import parse_instrument, read_score
 
@@ -153,8 +153,15 @@ class CadenzaModel:
         full_ids, ids = self._prompt_ids(prompt, style, tempo, meter)
         if bars is None and seconds is None and max_tokens is None:
             bars = 16
+        if repeat == "auto":  # the style's own rate of restated bars, measured on the training pieces
+            repeat = (self.config.get("repeat_rate") or {}).get(style)
+        elif repeat in ("off", None):
+            repeat = None
+        elif not isinstance(repeat, (int, float)) or not 0 <= repeat <= 1:
+            raise CadenzaError(f"repeat must be auto, off or a rate between 0 and 1 (got {repeat})")
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
-                                  repetition_penalty=repetition_penalty, seed=seed).validate()
+                                  repetition_penalty=repetition_penalty, seed=seed,
+                                  repeat_rate=None if repeat is None else float(repeat)).validate()
         return dict(prompt=prompt, full_ids=full_ids, ids=ids, sampling=sampling, tempo=tempo,
                     stop=StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens),
                     constraints={"programs": programs, "time_signature": meter})
@@ -163,17 +170,20 @@ class CadenzaModel:
                  seconds: float | None = None, max_tokens: int | None = None, style: str | None = None,
                  instruments: list | None = None, tempo: float | None = None,
                  time_signature: tuple[int, int] | None = None, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 0.95, repetition_penalty: float = 1.1, seed: int | None = None,
-                 variations: int = 1, progress: Callable[[int], None] | None = None, compile: bool = False):
+                 top_p: float = 0.95, repetition_penalty: float = 1.0, seed: int | None = None,
+                 variations: int = 1, progress: Callable[[int], None] | None = None, compile: bool = False,
+                 repeat: float | str | None = "auto"):
         """Continue ``prompt`` (a Score, a file path, or None) and return a Score (a list if variations > 1).
 
         ``instruments`` is a list of GM programs, names, or (program, is_drum) pairs; only those sound
         in the new music. Stops after ``bars`` new bars, ``seconds`` of new music or ``max_tokens``
         tokens (16 bars when none is given). ``compile``: decode with torch.compile (faster per token,
-        seconds to compile first; worth it for long pieces).
+        seconds to compile first; worth it for long pieces). ``repeat``: the share of bars that may
+        restate one of the last 1, 2 or 4 bars ("auto": the style's own rate from the model's
+        config; "off" or None: no control; or a number in [0, 1]), see engine/repeat.py.
         """
         r = self._prepare(prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
-                          temperature, top_k, top_p, repetition_penalty, seed, variations)
+                          temperature, top_k, top_p, repetition_penalty, seed, variations, repeat)
         result = generate(self.model, self.tokenizer, r["ids"], n=variations, sampling=r["sampling"],
                           stop=r["stop"], constraints=r["constraints"], progress=progress, compile=compile)
         # decode new tokens after the *whole* prompt, so they land after it even when it was cut
@@ -186,9 +196,10 @@ class CadenzaModel:
                      seconds: float | None = None, max_tokens: int | None = None, style: str | None = None,
                      instruments: list | None = None, tempo: float | None = None,
                      time_signature: tuple[int, int] | None = None, temperature: float = 1.0, top_k: int = 0,
-                     top_p: float = 0.95, repetition_penalty: float = 1.1, seed: int | None = None,
+                     top_p: float = 0.95, repetition_penalty: float = 1.0, seed: int | None = None,
                      variations: int = 1, on_token: Callable[[int, int], None] | None = None,
-                     scores_out: list | None = None, compile: bool = False) -> Iterator[NoteEvent]:
+                     scores_out: list | None = None, compile: bool = False,
+                     repeat: float | str | None = "auto") -> Iterator[NoteEvent]:
         """Like ``generate``, but yields each new note (a NoteEvent) as soon as its tokens are complete.
 
         Times are on the piece's clock (seconds from the start of the prompt), so the notes of a
@@ -200,7 +211,7 @@ class CadenzaModel:
         from cadenza.engine.notes import NoteDecoder
 
         r = self._prepare(prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
-                          temperature, top_k, top_p, repetition_penalty, seed, variations)
+                          temperature, top_k, top_p, repetition_penalty, seed, variations, repeat)
         decoders = []
         pr = r["prompt"]
         # a continuation keeps the prompt's own tempo map (see _to_score): time the new notes by it

@@ -1,0 +1,85 @@
+"""Bar repetition control: music repeats itself about as often as real music of its style.
+
+Autoregressive samplers are known to fall into loops (the same bar again and again); small models
+can also fail the other way and never restate anything, where real folk tunes, say, repeat a bar
+in one of six. The measure is the loop rate (guide/benchmarks.md, section 3: the fraction of bars
+that repeat one of the previous 1, 2 or 4 bars exactly). ``RepeatControl`` steers it to a target
+rate, bar by bar, on the logits:
+
+* when a bar starts, it decides (with the engine's random generator) whether this bar may restate
+  an earlier one: with probability ``rate`` it picks a lag k in (1, 2, 4) and, as long as the new
+  bar's tokens so far equal the start of the bar k back, adds ``strength`` to the logit of that
+  bar's next token, so the model is invited (not forced) to restate it;
+* otherwise an exact restatement is ruled out: when the bar so far equals a whole earlier bar
+  (lag 1, 2 or 4), the tokens that would end it there (Bar, EOS) are masked, and the bar goes on
+  with something new (where the grammar allows nothing else, the mask is dropped).
+
+The default ``rate`` of a style is the loop rate of the model's own training pieces of that style
+(``repeat_rate`` in the model's config.json), so a folk tune repeats like folk and a pop piece
+like pop; the bench reports the loop rates with and without the control, beside real pieces.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cadenza.tokenizers.remi import T_BAR, T_TSIG
+
+LAGS = (1, 2, 4)
+
+
+class RepeatControl:
+    def __init__(self, tokenizer, n: int, rate: float, strength: float = 8.0, prompts: list[list[int]] | None = None):
+        self.tok, self.rate, self.strength = tokenizer, float(rate), float(strength)
+        self.bars: list[list[tuple[int, ...]]] = [[] for _ in range(n)]  # finished bars' tokens
+        self.cur: list[list[int] | None] = [None] * n  # the bar being written (None before the first Bar)
+        self.lag: list[int | None] = [None] * n  # the bar to restate in this bar, or None (avoid mode)
+        self.bar_end = torch.zeros(tokenizer.vocab_size, dtype=torch.bool)
+        self.bar_end[torch.as_tensor(tokenizer.ids_of_type[T_BAR])] = True
+        self.bar_end[tokenizer.eos_id] = True
+        for b, ids in enumerate(prompts or []):
+            for t in ids:
+                self._track(b, int(t), None)
+
+    def _track(self, b: int, t: int, gen: torch.Generator | None) -> None:
+        if self.tok.type_of[t] == T_BAR:
+            if self.cur[b] is not None:
+                self.bars[b].append(tuple(self.cur[b]))
+            self.cur[b] = []
+            self.lag[b] = None
+            if gen is not None:
+                lags = [k for k in LAGS if len(self.bars[b]) >= k and
+                        any(self.tok.type_of[x] not in (T_TSIG,) for x in self.bars[b][-k])]
+                if lags and float(torch.rand(1, generator=gen)) < self.rate:
+                    self.lag[b] = lags[int(torch.randint(len(lags), (1,), generator=gen))]
+        elif self.cur[b] is not None:
+            self.cur[b].append(t)
+
+    def advance(self, b: int, t: int, gen: torch.Generator) -> None:
+        self._track(b, t, gen)
+
+    def apply(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) with the restatement bias added; ``masks`` (B, V) bool is narrowed in place."""
+        out = None
+        for b, cur in enumerate(self.cur):
+            if cur is None:
+                continue
+            bars, n = self.bars[b], len(cur)
+            lag = self.lag[b]
+            if lag is not None:
+                ref = bars[-lag]
+                if tuple(cur) == ref[:n]:
+                    nxt = ref[n] if n < len(ref) else None
+                    if out is None:
+                        out = logits.clone()
+                    if nxt is not None:
+                        out[b, nxt] += self.strength
+                    else:  # the whole bar restated: invite the Bar token that closes it
+                        out[b, self.bar_end] += self.strength
+                continue
+            # avoid mode: no exact restatement of bar -1, -2 or -4
+            if any(len(bars) >= k and len(bars[-k]) == n and tuple(cur) == bars[-k] for k in LAGS):
+                narrowed = masks[b] & ~self.bar_end
+                if narrowed.any():
+                    masks[b] = narrowed
+        return logits if out is None else out
