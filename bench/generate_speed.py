@@ -25,8 +25,9 @@ Prints one ``name: value`` line per figure on stdout (progress on stderr). Proto
   process (peak resident memory of that process, torch included).
 - ``loop_rate_plain`` / ``loop_rate_controlled`` / ``loop_rate_real`` (section 3): ``--pieces``
   long pieces (``--bars`` bars, styles in turn) without any repetition control, with cadenza's
-  control (the default sampling settings), and the first ``--bars`` bars of as many real
-  validation pieces of the same styles; ``scale_consistency_*`` beside them.
+  control (the default sampling settings: the bar repetition control at each style's rate), and
+  the first ``--bars`` bars of as many real validation pieces (at least 8 bars long) of the same
+  styles; ``scale_consistency_*`` beside them.
 - ``live_event_p99_ms``: a ``--live-seconds`` live session (generation ahead of playback) to an
   in-process sink: the 99th percentile of (sent - due) over every note event.
 """
@@ -222,7 +223,7 @@ def bench_loops(model, a) -> None:
     from cadenza.eval.metrics import bar_starts, loop_rate, scale_consistency
 
     styles = [s for s in STYLE_DATA if s in model.styles]
-    gen = {"plain": dict(repetition_penalty=1.0), "controlled": {}}
+    gen = {"plain": dict(repetition_penalty=1.0, repeat="off"), "controlled": {}}  # controlled: the defaults
     res = {k: ([], []) for k in (*gen, "real")}
     for i in range(a.pieces):
         style = styles[i % len(styles)]
@@ -239,8 +240,8 @@ def bench_loops(model, a) -> None:
         got = 0
         for _, score in validation_pieces(spec, style):
             starts = bar_starts(score, int(score.end()) + 1)
-            if len(starts) <= a.bars // 2:
-                continue  # too short to say much about loops
+            if len(starts) < 8:
+                continue  # too short to say much about loops (as recipes/repeat_rates.py)
             end = int(starts[a.bars]) if len(starts) > a.bars else int(score.end()) + 1
             s = cut(score, int(starts[0]), end)
             res["real"][0].append(loop_rate(s))
