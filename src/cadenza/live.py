@@ -395,12 +395,13 @@ class LivePlayer:
 
     # -- generation thread --
     def _produce(self, notes: Iterable) -> None:
-        import mido
-
         cond, chans = self._cond, self.channels
-        _lower_thread_priority(self.generator_nice)
-        it = iter(notes)
+        it = None
         try:
+            import mido
+
+            _lower_thread_priority(self.generator_nice)
+            it = iter(notes)
             for ev in it:
                 with cond:
                     if self._stopping:
@@ -454,6 +455,7 @@ class LivePlayer:
         """Play ``notes`` until they end, ``seconds`` of wall time have passed since playback
         started, ``stop()`` is called or Ctrl-C (re-raised after cleanup). Returns the stats (also
         in ``self.stats``). The sink must be open."""
+        _mido()  # messages are mido's: a clear error here rather than in the generation thread
         self.stats = LiveStats()
         self.channels = ChannelMap()
         self._heap: list = []
