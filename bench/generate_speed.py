@@ -6,7 +6,8 @@
 Prints one ``name: value`` line per figure on stdout (progress on stderr). Protocols
 (guide/benchmarks.md, section 2):
 
-- ``tokens_per_s_cadenza``: batch 1, the bundled default model, ``--tokens`` new tokens after a
+- ``tokens_per_s_cadenza`` (eager, the default) and ``tokens_per_s_cadenza_compiled``
+  (``--compile``, after compiling): batch 1, the bundled default model, ``--tokens`` new tokens after a
   header prompt (no context slide), temperature 1.0, top-p 0.95, no repetition penalty; timed
   from the first new token to the last (prefill excluded), median of 3 runs.
 - ``tokens_per_s_hf``: the same weights loaded into Hugging Face ``LlamaForCausalLM`` (the
@@ -63,7 +64,7 @@ def emit(name: str, value) -> None:
 
 
 # ---------------------------------------------------------------------------------------- speed
-def cadenza_tokens_per_s(model, n: int, seed: int = 0) -> float:
+def cadenza_tokens_per_s(model, n: int, seed: int = 0, compile: bool = False) -> float:
     from cadenza.engine import SamplingConfig, StopConfig, stream
 
     prompt = header_prompt(model, "pop")
@@ -71,7 +72,7 @@ def cadenza_tokens_per_s(model, n: int, seed: int = 0) -> float:
     stop = StopConfig(bars=10**9, max_tokens=n)  # a huge bar budget: EOS stays masked, exactly n tokens
     times = []
     for _ in stream(model.model, model.tokenizer, prompt, sampling=sampling, stop=stop,
-                    constraints={"time_signature": (4, 4)}):
+                    constraints={"time_signature": (4, 4)}, compile=compile):
         times.append(time.perf_counter())
     return (len(times) - 1) / (times[-1] - times[0])
 
@@ -159,12 +160,16 @@ def bench_speed(model, a) -> None:
     cadenza_tokens_per_s(model, 16)  # warm-up
     tps = float(np.median([cadenza_tokens_per_s(model, a.tokens, seed=k) for k in range(3)]))
     emit("tokens_per_s_cadenza", tps)
+    cadenza_tokens_per_s(model, 16, compile=True)  # compiles (seconds), then warm
+    tps_c = float(np.median([cadenza_tokens_per_s(model, a.tokens, seed=k, compile=True) for k in range(3)]))
+    emit("tokens_per_s_cadenza_compiled", tps_c)
     try:
         hf, diff = hf_model(model)
         emit("hf_max_logit_diff", diff)
         tps_hf = hf_tokens_per_s(hf, model, a.tokens)
         emit("tokens_per_s_hf", tps_hf)
         emit("speedup_vs_hf", tps / tps_hf)
+        emit("speedup_compiled_vs_hf", tps_c / tps_hf)
     except ImportError:
         emit("tokens_per_s_hf", "skipped: pip install transformers to measure the peer")
     model.generate(max_tokens=8, seed=0)  # warm-up
@@ -184,6 +189,7 @@ def bench_speed(model, a) -> None:
         it.close()
     emit("first_note_ms", float(np.median(firsts)))
     per_token = 1000 / tps
+    per_token_c = 1000 / tps_c
     rate, bw = machine_rates()
     fl, flops, bytes_ = floor_ms(model, a.tokens, rate, bw)
     emit("matmul_gflops", rate / 1e9)
@@ -191,8 +197,10 @@ def bench_speed(model, a) -> None:
     emit("model_mflop_per_token", flops / 1e6)
     emit("model_mb_per_token", bytes_ / 1e6)
     emit("per_token_ms", per_token)
+    emit("per_token_ms_compiled", per_token_c)
     emit("floor_ms", fl)
     emit("per_token_over_floor", per_token / fl)
+    emit("per_token_over_floor_compiled", per_token_c / fl)
 
 
 # ------------------------------------------------------------------------------------ long piece

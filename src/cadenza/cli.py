@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("input", metavar="FILE", help="a score or a recording")
     _render_flags(pl, play=False)
 
+    from cadenza.live import add_live_parser
+
+    add_live_parser(sub)
+
     sub.add_parser("models", help="list bundled and local models with their styles",
                    description="List bundled and local models with their styles.")
     return p
@@ -438,6 +442,12 @@ def cmd_play(a) -> int:
     return 0
 
 
+def _cmd_live(a) -> int:
+    from cadenza.live import cmd_live
+
+    return cmd_live(a)
+
+
 def cmd_train(a) -> int:
     from dataclasses import fields
 
@@ -475,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return {"generate": cmd_generate, "harmonize": cmd_harmonize, "train": cmd_train,
-                "models": cmd_models, "render": cmd_render, "play": cmd_play}[a.command](a)
+                "models": cmd_models, "render": cmd_render, "play": cmd_play, "live": _cmd_live}[a.command](a)
     except CadenzaError as e:
         print(f"cadenza: error: {e}", file=sys.stderr)
         return EXIT_ERROR
