@@ -134,3 +134,13 @@ def test_fixed_shape_decode_step_matches_forward_and_compiles(tiny_model_dir):
     run = [[t for _, t in stream(model, tok, prompt, n=2, sampling=SamplingConfig(seed=9),
                                  stop=StopConfig(max_tokens=300), compile=c)] for c in (False, True)]
     assert run[0] == run[1] and len(run[0]) > 100
+
+
+def test_token_cap_grows_with_the_length_asked_for():
+    """A 4-minute piece of dense music needs ~17k tokens: the safety cap must not cut it short."""
+    from cadenza.engine import StopConfig
+
+    assert StopConfig(seconds=240).limit() >= 240 * 200
+    assert StopConfig(bars=120).limit() >= 120 * 400
+    assert StopConfig(max_tokens=100).limit() == 8192
+    assert StopConfig(seconds=10, hard_limit=50).limit() == 50

@@ -24,7 +24,14 @@ class StopConfig:
     bars: int | None = None  # new bars after the prompt
     seconds: float | None = None  # new seconds of music after the prompt
     max_tokens: int | None = None  # new tokens
-    hard_limit: int = 8192  # never more than this many new tokens
+    hard_limit: int | None = None  # never more new tokens than this (None: see ``limit``)
+
+    def limit(self) -> int:
+        """The safety cap on new tokens: generous for the length asked for (dense piano music runs
+        at about 70 tokens per second and 150 per bar), 8192 when only max_tokens or nothing is given."""
+        if self.hard_limit is not None:
+            return self.hard_limit
+        return int(max(8192, 400 * (self.seconds or 0), 800 * (self.bars or 0)))
 
     def reached(self, state, start_bars: int, start_seconds: float, n_new: int) -> bool:
         """Checked when the model proposes a new Bar: stop before starting it."""
@@ -104,6 +111,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     penalize = torch.from_numpy(np.isin(np.arange(tokenizer.vocab_size),
                                         np.concatenate([tokenizer.ids_of_type[9], tokenizer.ids_of_type[10]])))
     n_new = 0
+    hard_limit = stop.limit()
     header = prompt[: 2 if len(prompt) > 1 and prompt[1] in tokenizer.style_ids.values() else 1]
 
     def opening(seq) -> list[int]:
@@ -158,7 +166,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     while True:
         masks = torch.from_numpy(np.stack([tokenizer.allowed(st) for st in states]))
         # termination rules that depend on the musical clock
-        limit_hit = (stop.max_tokens is not None and n_new >= stop.max_tokens) or n_new >= stop.hard_limit
+        limit_hit = (stop.max_tokens is not None and n_new >= stop.max_tokens) or n_new >= hard_limit
         for b, st in enumerate(states):
             if done[b]:
                 masks[b] = False
