@@ -75,7 +75,7 @@ class RemiState:
         self.bars = 0  # Bar tokens seen
         self.beats = 0.0  # quarter notes elapsed at the start of the current bar
         self.seconds = 0.0  # seconds elapsed at the start of the current bar
-        self.qpm = 120.0
+        self.qpm = tok.default_qpm  # what the decoder uses until a Tempo token
         self.notes = 0
         self.programs = programs  # allowed Program token ids, None = any
         self.time_sigs = time_sigs  # allowed TimeSig token ids, None = any
