@@ -239,19 +239,22 @@ class Transformer(nn.Module):
                         mlp._down(mlp.down_proj), at.kv_cache.k, at.kv_cache.v))
         return tuple(out), self.norm.weight, self._head(self.lm_head)
 
-    def decode_step(self, idx: torch.Tensor, input_pos: torch.Tensor, weights: tuple | None = None) -> torch.Tensor:
+    def decode_step(self, idx: torch.Tensor, input_pos: torch.Tensor, weights: tuple | None = None,
+                    filled: int | None = None) -> torch.Tensor:
         """One token per sequence, idx (B, 1) at position input_pos (1,) -> logits (B, V).
 
         Fixed shapes in the style of gpt-fast: attention reads the whole cache under the causal
         mask's row, so the graph never changes with the position and ``torch.compile`` can fuse
         it once (``compile_decode``). Numerically the same as ``forward`` with the cache.
+        ``filled`` (eager only): attend to the first ``filled`` cache positions without a mask
+        instead (what ``forward`` does for one token: less to read, no module-call overhead).
         """
         layers, norm_w, head = weights if weights is not None else self._decode_weights()
         B, C = idx.shape[0], self.cfg.d_model
         nh, hs, eps = self.cfg.n_heads, self.cfg.head_dim, self.cfg.norm_eps
         x = self.embed_tokens(idx)
         cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]
-        mask = self.causal[input_pos][None, None]  # (1, 1, 1, S)
+        mask = self.causal[input_pos][None, None] if filled is None else None  # (1, 1, 1, S)
         for ln1, wqkv, wo, ln2, wgu, wd, kc, vc in layers:
             h = F.rms_norm(x, (C,), ln1, eps)
             q, k, v = (h @ wqkv).split(C, -1)
@@ -260,6 +263,8 @@ class Transformer(nn.Module):
             v = v.view(B, 1, nh, hs).transpose(1, 2)
             kc.index_copy_(2, input_pos, k.to(kc.dtype))
             vc.index_copy_(2, input_pos, v.to(vc.dtype))
+            if filled is not None:
+                kc, vc = kc[:, :, :filled], vc[:, :, :filled]
             y = F.scaled_dot_product_attention(q.to(kc.dtype), kc, vc, attn_mask=mask).to(x.dtype)
             x = x + y.transpose(1, 2).reshape(B, 1, C) @ wo
             h = F.rms_norm(x, (C,), ln2, eps)
@@ -281,6 +286,9 @@ class Transformer(nn.Module):
     def forward(self, idx: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
         """idx (B, T) -> logits (B, T, V). With ``input_pos`` (T,), reads and writes the KV cache."""
         T = idx.shape[1]
+        if T == 1 and input_pos is not None and _inference(self) and self.layers[0].self_attn.kv_cache is not None:
+            # one token with the cache: the direct path (no per-module calls); same numbers
+            return self.decode_step(idx, input_pos, filled=int(input_pos[0]) + 1)[:, None]
         x = self.embed_tokens(idx)
         if input_pos is None:
             if T > self.cfg.max_seq_len:
