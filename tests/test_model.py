@@ -93,3 +93,20 @@ def test_fused_inference_projections_follow_the_weights():
     m.load_state_dict(other.state_dict())
     with torch.no_grad():
         assert torch.allclose(m(x), other(x), atol=1e-5)
+
+
+def test_direct_decode_path_follows_weight_changes():
+    """One-token decoding with the cache gathers the fused weights once; changing a parameter in
+    place (a training step, load_state_dict) must be seen by the next step."""
+    m = tiny().eval()
+    x = torch.randint(0, 50, (1, 12))
+    for step in range(2):
+        m.setup_cache(1, 64)
+        with torch.no_grad():
+            m(x[:, :11], input_pos=torch.arange(11))
+            got = m(x[:, 11:], input_pos=torch.tensor([11]))[:, -1]
+            full = m(x)[:, -1]  # no cache: the plain path
+        assert torch.allclose(got, full, atol=1e-5)
+        with torch.no_grad():
+            m.layers[0].mlp.down_proj.weight.mul_(3.0)  # in place: same tensor, new version
+            m.lm_head.weight.add_(0.5)

@@ -230,14 +230,25 @@ class Transformer(nn.Module):
         self.cache_len = 0
 
     def _decode_weights(self) -> tuple:
-        """The fused, pre-transposed inference weights, gathered for ``decode_step``."""
+        """The fused, pre-transposed inference weights (and caches), gathered for ``decode_step``;
+        rebuilt when a parameter or a cache changes (one cheap key instead of a check per matmul)."""
+        params = self.__dict__.get("_plist")
+        if params is None:  # the parameter objects stay the same; their data and versions are checked
+            params = self.__dict__["_plist"] = list(self.parameters())
+        key = (tuple(id(layer.self_attn.kv_cache) for layer in self.layers),
+               tuple((p.data_ptr(), p._version) for p in params))
+        cached = getattr(self, "_dw", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         out = []
         for layer in self.layers:
             at, mlp = layer.self_attn, layer.mlp
             out.append((layer.input_layernorm.weight, at._qkv(at.q_proj, at.k_proj, at.v_proj), at._o(at.o_proj),
                         layer.post_attention_layernorm.weight, mlp._gate_up(mlp.gate_proj, mlp.up_proj),
                         mlp._down(mlp.down_proj), at.kv_cache.k, at.kv_cache.v))
-        return tuple(out), self.norm.weight, self._head(self.lm_head)
+        weights = tuple(out), self.norm.weight, self._head(self.lm_head)
+        self._dw = (key, weights)
+        return weights
 
     def decode_step(self, idx: torch.Tensor, input_pos: torch.Tensor, weights: tuple | None = None,
                     filled: int | None = None) -> torch.Tensor:
