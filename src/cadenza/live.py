@@ -723,16 +723,7 @@ def phrase_bars(score) -> int:
 
 def add_live_parser(sub) -> None:
     """Add ``live`` to argparse subparsers."""
-    def positive(text):
-        import argparse
-
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
-        return v
+    from cadenza.cli import _positive_float as positive
 
     def non_negative(text):
         import argparse
