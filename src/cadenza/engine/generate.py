@@ -162,11 +162,6 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     rows = [s if len(s) < ctx else sum(window(s), []) for s in seqs]
     logits = run_prefill(rows)
     step = _compiled_step(model) if compile else None
-    probs_fn = None
-    if step is not None:
-        from cadenza.engine.sampling import compiled_probabilities
-
-        probs_fn = compiled_probabilities()
     pos = len(rows[0])
     while True:
         masks = torch.from_numpy(np.stack([tokenizer.allowed(st) for st in states]))
@@ -193,7 +188,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             lg = logits
         if repeat is not None:
             lg = repeat.apply(lg, masks)
-        nxt = sample(lg, sampling, masks, gen, probs_fn)
+        nxt = sample(lg, sampling, masks, gen)
         n_new += 1
         for b in range(n):
             if done[b]:

@@ -45,40 +45,20 @@ def apply_repetition_penalty(logits: torch.Tensor, recent: torch.Tensor, penalty
     return torch.where(hit, torch.where(logits > 0, logits / penalty, logits * penalty), logits)
 
 
-def probabilities(logits: torch.Tensor, mask: torch.Tensor | None, temperature: float, top_k: int,
-                  top_p: float) -> torch.Tensor:
-    """The distribution to sample from: logits (B, V) under temperature, the legal-token mask,
-    top-k and top-p (the smallest set of likeliest tokens reaching ``top_p``)."""
-    logits = logits.float() / temperature
+def sample(logits: torch.Tensor, cfg: SamplingConfig, mask: torch.Tensor | None,
+           generator: torch.Generator | None) -> torch.Tensor:
+    """logits (B, V) -> token ids (B,). ``mask`` (B, V) bool marks legal tokens."""
+    logits = logits.float() / cfg.temperature
     if mask is not None:
         logits = logits.masked_fill(~mask, float("-inf"))
-    if top_k:
-        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+    if cfg.top_k:
+        kth = torch.topk(logits, min(cfg.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
+    if cfg.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
         p = sorted_logits.softmax(-1)
-        drop = p.cumsum(-1) - p > top_p  # keep the smallest set reaching top_p
+        drop = p.cumsum(-1) - p > cfg.top_p  # keep the smallest set reaching top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
-    return logits.softmax(-1)
-
-
-_compiled_probabilities = None
-
-
-def compiled_probabilities():
-    """``probabilities`` as one torch.compile'd kernel (used with the engine's compiled decoding:
-    a dozen small ops per token become one call)."""
-    global _compiled_probabilities
-    if _compiled_probabilities is None:
-        _compiled_probabilities = torch.compile(probabilities, fullgraph=True, dynamic=False)
-    return _compiled_probabilities
-
-
-def sample(logits: torch.Tensor, cfg: SamplingConfig, mask: torch.Tensor | None,
-           generator: torch.Generator | None, probs_fn=None) -> torch.Tensor:
-    """logits (B, V) -> token ids (B,). ``mask`` (B, V) bool marks legal tokens. ``probs_fn``: a
-    compiled ``probabilities`` to use instead of the eager one."""
-    probs = (probs_fn or probabilities)(logits, mask, cfg.temperature, cfg.top_k, cfg.top_p)
+    probs = logits.softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
