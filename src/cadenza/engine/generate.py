@@ -156,7 +156,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     if sampling.repeat_rate is not None:
         from cadenza.engine.repeat import RepeatControl
 
-        repeat = RepeatControl(tokenizer, n, sampling.repeat_rate, sampling.repeat_strength, prompts=seqs)
+        repeat = RepeatControl(tokenizer, n, sampling.repeat_rate, sampling.repeat_strength, prompts=seqs,
+                               seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
     model.eval()
     model.clear_cache()
     rows = [s if len(s) < ctx else sum(window(s), []) for s in seqs]
@@ -201,7 +202,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             states[b].advance(t)
             seqs[b].append(t)
             if repeat is not None:
-                repeat.advance(b, t, gen)
+                repeat.advance(b, t)
             if on_token:
                 on_token(b, t)
             yield b, t

@@ -29,8 +29,12 @@ LAGS = (1, 2, 4)
 
 
 class RepeatControl:
-    def __init__(self, tokenizer, n: int, rate: float, strength: float = 8.0, prompts: list[list[int]] | None = None):
+    def __init__(self, tokenizer, n: int, rate: float, strength: float = 8.0, prompts: list[list[int]] | None = None,
+                 seed: int = 0):
         self.tok, self.rate, self.strength = tokenizer, float(rate), float(strength)
+        # its own random stream: deciding which bars restate does not shift the sampler's draws, so
+        # where the control does not act the music is exactly what it would have been without it
+        self.gen = torch.Generator().manual_seed(seed)
         self.bars: list[list[tuple[int, ...]]] = [[] for _ in range(n)]  # finished bars' tokens
         self.cur: list[list[int] | None] = [None] * n  # the bar being written (None before the first Bar)
         self.lag: list[int | None] = [None] * n  # the bar to restate in this bar, or None (avoid mode)
@@ -39,15 +43,16 @@ class RepeatControl:
         self.bar_end[tokenizer.eos_id] = True
         for b, ids in enumerate(prompts or []):
             for t in ids:
-                self._track(b, int(t), None)
+                self._track(b, int(t), False)
 
-    def _track(self, b: int, t: int, gen: torch.Generator | None) -> None:
+    def _track(self, b: int, t: int, decide: bool) -> None:
         if self.tok.type_of[t] == T_BAR:
             if self.cur[b] is not None:
                 self.bars[b].append(tuple(self.cur[b]))
             self.cur[b] = []
             self.lag[b] = None
-            if gen is not None:
+            if decide:
+                gen = self.gen
                 lags = [k for k in LAGS if len(self.bars[b]) >= k and
                         any(self.tok.type_of[x] not in (T_TSIG,) for x in self.bars[b][-k])]
                 if lags and float(torch.rand(1, generator=gen)) < self.rate:
@@ -55,8 +60,8 @@ class RepeatControl:
         elif self.cur[b] is not None:
             self.cur[b].append(t)
 
-    def advance(self, b: int, t: int, gen: torch.Generator) -> None:
-        self._track(b, t, gen)
+    def advance(self, b: int, t: int) -> None:
+        self._track(b, t, True)
 
     def apply(self, logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) with the restatement bias added; ``masks`` (B, V) bool is narrowed in place."""
