@@ -157,7 +157,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         from cadenza.engine.repeat import RepeatControl
 
         repeat = RepeatControl(tokenizer, n, sampling.repeat_rate, sampling.repeat_strength, prompts=seqs,
-                               seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+                               seed=gen.initial_seed() + 1)  # draws nothing from the sampler's stream
     model.eval()
     model.clear_cache()
     rows = [s if len(s) < ctx else sum(window(s), []) for s in seqs]
