@@ -50,17 +50,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from foundation import STYLE_DATA, cut, header_prompt, validation_pieces  # noqa: E402
-
-
-def log(*a) -> None:
-    print(*a, file=sys.stderr, flush=True)
-
-
-def emit(name: str, value) -> None:
-    if isinstance(value, float):
-        value = "nan" if math.isnan(value) else f"{value:.4f}"
-    print(f"{name}: {value}", flush=True)
+from foundation import STYLE_DATA, cut, emit, header_prompt, log, validation_pieces  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------- speed

@@ -277,14 +277,11 @@ def _repeat(text: str):
         raise CadenzaError(f"--repeat must be auto, off or a rate between 0 and 1 (got '{text}')") from None
 
 
-_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
-
-
 def _note_line(ev, takes: int = 1) -> str:
     """One generated note as a line: when, what, how loud, how long, on what."""
-    from cadenza.score import instrument_name
+    from cadenza.score import instrument_name, pitch_name
 
-    name = f"{_NAMES[ev.pitch % 12]}{ev.pitch // 12 - 1}"
+    name = pitch_name(ev.pitch)
     take = f"take {ev.take + 1}  " if takes > 1 else ""
     return (f"{take}bar {ev.bar:>3}  {ev.start:8.3f} s  {name:<4} vel {ev.velocity:>3}  {ev.duration:6.3f} s  "
             f"{instrument_name(ev.program, ev.is_drum)}")
@@ -330,10 +327,8 @@ def cmd_generate(a) -> int:
             if unit == "s" else None
         bar = tqdm(desc="generating", total=total, unit=unit, leave=False, bar_format=fmt)
     start = {"s": None, "bar": None}
-    tokens = [0]
 
     def on_token(take, token):
-        tokens[0] += 1
         if bar is not None and unit == "tok" and take == 0:
             bar.update(1)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cadenza.engine.sampling import SamplingConfig, apply_repetition_penalty, sample
-from cadenza.tokenizers.remi import T_BAR, T_TEMPO
+from cadenza.tokenizers.remi import T_BAR, T_DRUM, T_PITCH, T_TEMPO
 
 
 @dataclass
@@ -106,10 +106,10 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     seqs = [list(prompt) for _ in range(n)]
     done = [False] * n
     eos, pad = tokenizer.eos_id, tokenizer.pad_id
-    bar_ids = torch.from_numpy(np.isin(np.arange(tokenizer.vocab_size), tokenizer.ids_of_type[4]))
+    bar_ids = torch.from_numpy(np.isin(np.arange(tokenizer.vocab_size), tokenizer.ids_of_type[T_BAR]))
     # the repetition penalty looks at pitches only: structure tokens (Bar, Position...) are meant to repeat
     penalize = torch.from_numpy(np.isin(np.arange(tokenizer.vocab_size),
-                                        np.concatenate([tokenizer.ids_of_type[9], tokenizer.ids_of_type[10]])))
+                                        np.concatenate([tokenizer.ids_of_type[T_PITCH], tokenizer.ids_of_type[T_DRUM]])))
     n_new = 0
     hard_limit = stop.limit()
     header = prompt[: 2 if len(prompt) > 1 and prompt[1] in tokenizer.style_ids.values() else 1]

@@ -6,7 +6,7 @@ in one of six. The measure is the loop rate (guide/benchmarks.md, section 3: the
 that repeat one of the previous 1, 2 or 4 bars exactly). ``RepeatControl`` steers it to a target
 rate, bar by bar, on the logits:
 
-* when a bar starts, it decides (with the engine's random generator) whether this bar may restate
+* when a bar starts, it decides (with its own random generator, seeded beside the sampler's) whether this bar may restate
   an earlier one: with probability ``rate`` it picks a lag k in (1, 2, 4) and, as long as the new
   bar's tokens so far equal the start of the bar k back, adds ``strength`` to the logit of that
   bar's next token, so the model is invited (not forced) to restate it;
@@ -38,6 +38,9 @@ class RepeatControl:
         self.bars: list[list[tuple[int, ...]]] = [[] for _ in range(n)]  # finished bars' tokens
         self.cur: list[list[int] | None] = [None] * n  # the bar being written (None before the first Bar)
         self.lag: list[int | None] = [None] * n  # the bar to restate in this bar, or None (avoid mode)
+        # lags k whose bar -k begins with the current bar's tokens so far: kept up to date token by
+        # token, so the per-token work does not grow with the bar's length
+        self.match: list[set[int]] = [set() for _ in range(n)]
         self.bar_end = torch.zeros(tokenizer.vocab_size, dtype=torch.bool)
         self.bar_end[torch.as_tensor(tokenizer.ids_of_type[T_BAR])] = True
         self.bar_end[tokenizer.eos_id] = True
@@ -51,13 +54,15 @@ class RepeatControl:
                 self.bars[b].append(tuple(self.cur[b]))
             self.cur[b] = []
             self.lag[b] = None
+            self.match[b] = {k for k in LAGS if len(self.bars[b]) >= k}
             if decide:
                 gen = self.gen
-                lags = [k for k in LAGS if len(self.bars[b]) >= k and
-                        any(self.tok.type_of[x] not in (T_TSIG,) for x in self.bars[b][-k])]
+                lags = [k for k in sorted(self.match[b]) if any(self.tok.type_of[x] != T_TSIG for x in self.bars[b][-k])]
                 if lags and float(torch.rand(1, generator=gen)) < self.rate:
                     self.lag[b] = lags[int(torch.randint(len(lags), (1,), generator=gen))]
         elif self.cur[b] is not None:
+            n, bars = len(self.cur[b]), self.bars[b]
+            self.match[b] = {k for k in self.match[b] if n < len(bars[-k]) and bars[-k][n] == t}
             self.cur[b].append(t)
 
     def advance(self, b: int, t: int) -> None:
@@ -69,11 +74,11 @@ class RepeatControl:
         for b, cur in enumerate(self.cur):
             if cur is None:
                 continue
-            bars, n = self.bars[b], len(cur)
+            bars, n, match = self.bars[b], len(cur), self.match[b]
             lag = self.lag[b]
             if lag is not None:
                 ref = bars[-lag]
-                if tuple(cur) == ref[:n]:
+                if lag in match:
                     nxt = ref[n] if n < len(ref) else None
                     if out is None:
                         out = logits.clone()
@@ -83,7 +88,7 @@ class RepeatControl:
                         out[b, self.bar_end] += self.strength
                 continue
             # avoid mode: no exact restatement of bar -1, -2 or -4
-            if any(len(bars) >= k and len(bars[-k]) == n and tuple(cur) == bars[-k] for k in LAGS):
+            if any(len(bars[-k]) == n for k in match):
                 narrowed = masks[b] & ~self.bar_end
                 if narrowed.any():
                     masks[b] = narrowed

@@ -25,7 +25,7 @@ import numpy as np
 import symusic
 
 from cadenza.errors import CadenzaError
-from cadenza.render.files import atomic_output, check_output
+from cadenza.files import atomic_output, check_output
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 RENDERERS = ("fluidsynth", "builtin")

@@ -22,7 +22,7 @@ from pathlib import Path
 import symusic
 
 from cadenza.errors import CadenzaError
-from cadenza.render.files import atomic_output, check_output
+from cadenza.files import atomic_output, check_output
 from cadenza.score import count_notes
 
 SUFFIXES = (".svg", ".pdf")

@@ -17,7 +17,7 @@ import symusic
 
 from cadenza.errors import CadenzaError
 from cadenza.render.audio import AUDIO_SUFFIXES, Audio, render_audio, write_audio
-from cadenza.render.files import check_output
+from cadenza.files import check_output
 from cadenza.score.io import SUFFIXES as SCORE_SUFFIXES
 
 PICTURE_SUFFIXES = (".png",)

@@ -15,7 +15,7 @@ import numpy as np
 import symusic
 
 from cadenza.errors import CadenzaError
-from cadenza.render.files import atomic_output, check_output
+from cadenza.files import atomic_output, check_output
 from cadenza.score import instrument_name
 
 PICTURE_SUFFIXES = (".png",)

@@ -9,7 +9,7 @@ from cadenza.score.build import count_notes, score_seconds
 from cadenza.score.chords import chord_pitches, parse_chords
 from cadenza.score.instruments import GM_PROGRAMS, instrument_name, parse_instrument, parse_instruments
 from cadenza.score.io import SUFFIXES, read_abc_tunes, read_score, write_score
-from cadenza.score.notes import parse_notes
+from cadenza.score.notes import parse_notes, pitch_name
 
 
 
@@ -33,6 +33,7 @@ __all__ = [
     "parse_instrument",
     "parse_instruments",
     "parse_notes",
+    "pitch_name",
     "read_abc_tunes",
     "read_score",
     "score_seconds",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import symusic
 
 from cadenza.errors import ScoreError
+from cadenza.files import atomic_output, check_output
 from cadenza.score.abc import score_to_abc
 from cadenza.score.build import count_notes
 
@@ -224,43 +224,25 @@ def read_abc_tunes(source: str | os.PathLike) -> list[tuple[str, symusic.Score]]
 
 # --------------------------------------------------------------------------------------------- write
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_score(score: symusic.Score, path: str | os.PathLike) -> Path:
     """Write the score by suffix (.mid/.midi, .abc, .musicxml/.xml/.mxl), atomically. Returns the path."""
     path = Path(path)
     suffix = _suffix(path)
     if not isinstance(score, symusic.Score):
         raise ScoreError(f"cannot write {path}: expected a symusic Score, not {type(score).__name__}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ScoreError(f"cannot write {path}: folder {folder} does not exist")
-    if path.is_dir():
-        raise ScoreError(f"cannot write {path}: it is a folder")
+    check_output(path, error=ScoreError)
     try:
-        # Same folder as the target so os.replace is atomic; the real suffix last for music21.
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".tmp" + suffix)
-        os.close(fd)
-    except OSError as e:
-        raise ScoreError(f"cannot write {path}: {e.strerror or _one_line(e)}") from None
-    try:
-        if suffix in MIDI_SUFFIXES:
-            score.dump_midi(tmp)
-        elif suffix in ABC_SUFFIXES:
-            Path(tmp).write_text(score_to_abc(score, title=path.stem), encoding="utf-8")
-        else:
-            _write_musicxml(score, tmp, compressed=suffix == ".mxl", title=path.stem)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved score gets the usual mode
-        os.replace(tmp, path)
+        # a temporary file in the same folder (os.replace is atomic), with the real suffix for music21
+        with atomic_output(path, error=ScoreError) as tmp:
+            if suffix in MIDI_SUFFIXES:
+                score.dump_midi(tmp)
+            elif suffix in ABC_SUFFIXES:
+                Path(tmp).write_text(score_to_abc(score, title=path.stem), encoding="utf-8")
+            else:
+                _write_musicxml(score, tmp, compressed=suffix == ".mxl", title=path.stem)
     except ScoreError:
-        _remove(tmp)
         raise
     except Exception as e:
-        _remove(tmp)
         reason = e.strerror if isinstance(e, OSError) and e.strerror else _one_line(e)
         raise ScoreError(f"cannot write {path}: {reason}") from None
     return path
@@ -274,10 +256,3 @@ def _write_musicxml(score: symusic.Score, tmp: str, compressed: bool, title: str
     m21 = to_music21(score)
     m21.metadata = music21.metadata.Metadata(title=title)
     m21.write("mxl" if compressed else "musicxml", fp=tmp)
-
-
-def _remove(tmp: str) -> None:
-    try:
-        os.unlink(tmp)
-    except OSError:
-        pass

@@ -32,6 +32,14 @@ _REST_RE = re.compile(r"[rR]" + _DUR + r"$")
 _TOKEN_RE = re.compile(r"\[[^\]]*\]?[^\s|\[]*|\|+|[^\s|\[]+")
 
 
+_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def pitch_name(pitch: int) -> str:
+    """MIDI pitch as a name this module reads back: 60 -> "C4", 70 -> "Bb4"."""
+    return f"{_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
 def _quote(text: str) -> str:
     return f'"{text}"' if len(text) <= 60 else f'"{text[:57]}..."'
 

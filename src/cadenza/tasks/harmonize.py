@@ -20,6 +20,7 @@ import torch
 
 from cadenza.errors import CadenzaError
 from cadenza.eval.voice_leading import RANGES
+from cadenza.score.notes import pitch_name
 from cadenza.tokenizers.grid import N_SPECIAL, REST, STEP_QUARTERS, VOICES
 
 VOICE_NAMES = {"soprano": 0, "s": 0, "alto": 1, "a": 1, "tenor": 2, "t": 2, "bass": 3, "b": 3}
@@ -262,8 +263,8 @@ class Harmonizer:
         messages = []
         if shift:
             lo, hi = int(sounding.min()), int(sounding.max())
-            messages.append(f"the melody's range ({_name(lo)}-{_name(hi)}) does not fit the soprano "
-                            f"({_name(SOPRANO_FIT[0])}-{_name(SOPRANO_FIT[1])}): transposed "
+            messages.append(f"the melody's range ({pitch_name(lo)}-{pitch_name(hi)}) does not fit the soprano "
+                            f"({pitch_name(SOPRANO_FIT[0])}-{pitch_name(SOPRANO_FIT[1])}): transposed "
                             f"{'up' if shift > 0 else 'down'} {_interval(abs(shift))}")
             grid[grid >= 0] += shift
         if (grid[grid >= 0] < self.tok.lo).any() or (grid[grid >= 0] >= self.tok.hi).any():
@@ -323,13 +324,6 @@ class Harmonizer:
             tr.notes.sort(key=lambda n: (n.start, n.pitch))
             out.tracks.append(tr)
         return out
-
-
-_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
-
-
-def _name(p: int) -> str:
-    return f"{_NAMES[p % 12]}{p // 12 - 1}"
 
 
 def _interval(s: int) -> str:
