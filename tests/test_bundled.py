@@ -5,7 +5,7 @@ import json
 import pytest
 
 import cadenza
-from cadenza.tasks.compose import BUNDLED_DIR
+from cadenza.tasks.compose import BUNDLED_DIR, find_model, load_model
 
 DEFAULT = BUNDLED_DIR / "default"
 
@@ -38,3 +38,29 @@ def test_continues_typed_melody_on_requested_instruments(model):
     score = model.generate(prompt, bars=4, instruments=["piano", "violin"], seed=3)
     assert {t.program for t in score.tracks if len(t.notes)} <= {0, 40}
     assert score.note_num() > prompt.note_num()
+
+
+def test_int8_copy_scores_validation_chorales_within_2_percent(tmp_path):
+    """The quantized default model's validation NLL is within 2% of the float model's.
+
+    Validation pieces: the music21 Bach chorales training held out (``is_valid``), which ship with music21.
+    """
+    from cadenza.eval.likelihood import corpus_nll
+    from cadenza.model import quantize_model_folder
+    from cadenza.train.corpora import Source, iter_pieces
+
+    src = find_model("default")
+    quantize_model_folder(src, tmp_path / "int8")
+    base, q = load_model(src), load_model(tmp_path / "int8")
+    assert (tmp_path / "int8" / "model.safetensors").stat().st_size < 0.6 * (src / "model.safetensors").stat().st_size
+    seqs = []
+    for _, score in iter_pieces(Source("music21:bach", "chorale"), only="valid"):
+        seqs.append(base.tokenizer.encode(score, "chorale", eos=True))
+        if len(seqs) == 6:
+            break
+    assert sum(map(len, seqs)) > 2000
+    nll_float = corpus_nll(base.model, seqs, tokenizer=base.tokenizer)
+    nll_int8 = corpus_nll(q.model, seqs, tokenizer=base.tokenizer)
+    assert 0.2 < nll_float < 2.0  # a trained model, far from chance (log V = 6.2)
+    print(f"valid NLL float {nll_float:.4f} int8 {nll_int8:.4f}")
+    assert abs(nll_int8 - nll_float) / nll_float < 0.02

@@ -89,8 +89,17 @@ def test_models_lists_styles(capsys, monkeypatch, tiny_model_dir):
     assert code == 0 and "tiny" in out and "folk" in out
 
 
+def test_quantize_writes_a_smaller_model_that_generates(capsys, tmp_path, tiny_model_dir):
+    code, out, _ = run(capsys, "quantize", str(tiny_model_dir), "--out", str(tmp_path / "q"))
+    assert code == 0 and "int8" in out
+    assert json.loads((tmp_path / "q" / "config.json").read_text())["weights"] == "int8"
+    assert run(capsys, "generate", "--model", str(tmp_path / "q"), "--bars", "2", "--out", str(tmp_path / "a.mid"))[0] == 0
+    code, _, err = run(capsys, "quantize", str(tiny_model_dir), "--out", str(tiny_model_dir))
+    assert code != 0 and "not the model's own" in err
+
+
 def test_help_for_every_command(capsys):
-    for cmd in ("generate", "harmonize", "train", "models"):
+    for cmd in ("generate", "harmonize", "train", "models", "quantize", "live", "render", "play"):
         assert run(capsys, cmd, "--help")[0] == 0
     assert run(capsys)[0] != 0
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from cadenza.model import ModelConfig, Transformer, load_model_folder, save_model_folder
@@ -110,3 +111,36 @@ def test_direct_decode_path_follows_weight_changes():
         with torch.no_grad():
             m.layers[0].mlp.down_proj.weight.mul_(3.0)  # in place: same tensor, new version
             m.lm_head.weight.add_(0.5)
+
+
+def test_int8_folder_round_trip_is_close_and_smaller(tmp_path):
+    from cadenza.model import quantize_model_folder
+
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(vocab_size=50, d_model=64, n_layers=2, n_heads=4, d_ff=128, max_seq_len=32)).eval()
+    save_model_folder(tmp_path / "f", m, {"name": "x", "tokenizer": {}})
+    quantize_model_folder(tmp_path / "f", tmp_path / "q")
+    q, cfg = load_model_folder(tmp_path / "q")
+    assert cfg["weights"] == "int8" and q.embed_tokens.weight.dtype == torch.float32
+    for (name, a), b in zip(m.state_dict().items(), q.state_dict().values()):
+        # per-row absmax int8: every weight within half a step of its row's scale
+        step = a.abs().amax(dim=-1, keepdim=True) / 127 if a.ndim == 2 else 1e-3 * a.abs().max()
+        assert ((a - b).abs() <= step * 0.5 + 1e-3 * a.abs()).all(), name
+    size = lambda d: (tmp_path / d / "model.safetensors").stat().st_size  # noqa: E731
+    assert size("q") < 0.6 * size("f")
+
+
+def test_int8_tensor_without_scale_is_a_model_error(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from cadenza.errors import ModelError
+    from cadenza.model import quantize_model_folder
+
+    m = Transformer(ModelConfig(vocab_size=50, d_model=64, n_layers=1, n_heads=4, d_ff=128, max_seq_len=32))
+    save_model_folder(tmp_path / "f", m, {"name": "x", "tokenizer": {}})
+    quantize_model_folder(tmp_path / "f", tmp_path / "q")
+    state = load_file(str(tmp_path / "q" / "model.safetensors"))
+    del state["lm_head.weight.int8_scale"]
+    save_file(state, str(tmp_path / "q" / "model.safetensors"))
+    with pytest.raises(ModelError, match="lm_head.weight has no matching per-row scale"):
+        load_model_folder(tmp_path / "q")

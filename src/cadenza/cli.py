@@ -179,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list bundled and local models with their styles",
                    description="List bundled and local models with their styles.")
+    q = sub.add_parser("quantize", help="store a model's weights as int8 (about half the size)",
+                       description="Write a copy of a model folder whose weight file stores each matrix as int8 "
+                                   "with one scale per row (about half of float16's size). Weights are "
+                                   "dequantized on load, so speed is unchanged; validation loss stays within "
+                                   "about 1%%.")
+    q.add_argument("model", help="a model folder, or a bundled or local model's name")
+    q.add_argument("--out", required=True, help="the new model folder")
+    q.add_argument("--weights", default="int8", choices=["int8", "float16", "bfloat16", "float32"],
+                   help="how to store the weights (default: int8)")
     return p
 
 
@@ -469,6 +478,20 @@ def cmd_models(a) -> int:
     return 0
 
 
+def cmd_quantize(a) -> int:
+    from cadenza.model import quantize_model_folder
+    from cadenza.tasks import find_model
+
+    src = find_model(a.model)
+    out = Path(a.out)
+    if out.resolve() == src.resolve():
+        raise CadenzaError(f"{out}: give a new folder, not the model's own")
+    quantize_model_folder(src, out, weights=a.weights)
+    size = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    print(f"wrote {out} ({a.weights} weights, {size:.1f} MB)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -480,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return {"generate": cmd_generate, "harmonize": cmd_harmonize, "train": cmd_train,
-                "models": cmd_models, "render": cmd_render, "play": cmd_play, "live": _cmd_live}[a.command](a)
+                "models": cmd_models, "render": cmd_render, "play": cmd_play, "live": _cmd_live,
+                "quantize": cmd_quantize}[a.command](a)
     except CadenzaError as e:
         print(f"cadenza: error: {e}", file=sys.stderr)
         return EXIT_ERROR

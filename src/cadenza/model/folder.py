@@ -22,17 +22,51 @@ FORMAT = "cadenza-model"
 FORMAT_VERSION = 1
 
 
+# int8 storage: each row of a weight matrix (an output channel of a Linear, a token of the embedding)
+# keeps its own absmax scale, the scheme of gpt-fast's weight-only int8. Only the file is int8: weights are
+# dequantized to float on load, because on this engine's batch-1 CPU decode int8 matmuls measured 2.5-15x
+# slower than float ones (see bench/generate_speed.py and the README); what int8 wins is half the file
+# size of float16, so a model twice as large still fits a bundled folder's 25 MB.
+SCALE_SUFFIX = ".int8_scale"
+
+
+def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 matrix, float16 scale per row) with ``w ~= q * scale[:, None]``."""
+    scale = (w.detach().float().abs().amax(dim=1) / 127.0).clamp(min=1e-12)
+    q = torch.round(w.detach().float() / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.contiguous(), scale.to(torch.float16)
+
+
+def _storage_tensors(model: Transformer, weights: str) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    if weights in ("float16", "float32", "bfloat16"):
+        return {k: v.detach().to(getattr(torch, weights)).contiguous() for k, v in state.items()}
+    if weights != "int8":
+        raise ModelError(f"unknown weight storage {weights!r} (choose float16, float32, bfloat16 or int8)")
+    out = {}
+    for k, v in state.items():
+        if v.ndim == 2 and v.shape[1] >= 32:  # matrices; norms and biases stay float16
+            out[k], out[k + SCALE_SUFFIX] = quantize_rows(v)
+        else:
+            out[k] = v.detach().to(torch.float16).contiguous()
+    return out
+
+
 def save_model_folder(path: str | Path, model: Transformer, config: dict, card: str | None = None,
-                      dtype: torch.dtype = torch.float16) -> Path:
-    """Write a model folder atomically. ``config`` holds the tokenizer, styles, provenance..."""
+                      weights: str = "float16") -> Path:
+    """Write a model folder atomically. ``config`` holds the tokenizer, styles, provenance...
+
+    ``weights``: how the file stores them: ``float16`` (default: small, upcast on load), ``float32``,
+    ``bfloat16`` or ``int8`` (per-row absmax; about half of float16's size).
+    """
     path = Path(path)
+    tensors = _storage_tensors(model, weights)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        full = {"format": FORMAT, "format_version": FORMAT_VERSION, **config, "model": model.cfg.to_dict()}
+        full = {"format": FORMAT, "format_version": FORMAT_VERSION, **config, "model": model.cfg.to_dict(),
+                "weights": weights}
         (tmp / "config.json").write_text(json.dumps(full, indent=2) + "\n")
-        # weights only; half precision keeps bundled models small (they are upcast on load)
-        tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
         if card is not None:
             (tmp / "README.md").write_text(card)
@@ -76,9 +110,33 @@ def load_model_folder(path: str | Path, device: str = "cpu") -> tuple[Transforme
         state = load_file(str(weights), device=device)
     except Exception as e:  # safetensors raises its own error types for truncated files
         raise ModelError(f"{weights}: cannot read weights ({e})") from None
-    state = {k: v.float() for k, v in state.items()}
+    state = _dequantize(state, weights)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ModelError(f"{weights}: weights do not match config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.to(device).eval()
     return model, cfg
+
+
+def _dequantize(state: dict[str, torch.Tensor], where: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in state.items():
+        if k.endswith(SCALE_SUFFIX):
+            continue
+        if v.dtype == torch.int8:
+            scale = state.get(k + SCALE_SUFFIX)
+            if scale is None or scale.shape != v.shape[:1]:
+                raise ModelError(f"{where}: int8 tensor {k} has no matching per-row scale")
+            out[k] = v.float() * scale.float()[:, None]
+        else:
+            out[k] = v.float()
+    return out
+
+
+def quantize_model_folder(src: str | Path, out: str | Path, weights: str = "int8") -> Path:
+    """Re-store a model folder's weights (e.g. as int8); config and model card are carried over."""
+    model, cfg = load_model_folder(src)
+    src = Path(src)
+    card = (src / "README.md").read_text() if (src / "README.md").is_file() else None
+    cfg = {k: v for k, v in cfg.items() if k not in ("format", "format_version", "model", "weights")}
+    return save_model_folder(out, model, cfg, card=card, weights=weights)
