@@ -98,8 +98,18 @@ def test_quantize_writes_a_smaller_model_that_generates(capsys, tmp_path, tiny_m
     assert code != 0 and "not the model's own" in err
 
 
+def test_serve_says_when_the_port_is_taken(capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        code, _, err = run(capsys, "serve", "--port", str(s.getsockname()[1]))
+    assert code != 0 and "cannot listen" in err and "--port" in err
+
+
 def test_help_for_every_command(capsys):
-    for cmd in ("generate", "harmonize", "train", "models", "quantize", "live", "render", "play"):
+    for cmd in ("generate", "harmonize", "train", "models", "quantize", "live", "render", "play", "serve"):
         assert run(capsys, cmd, "--help")[0] == 0
     assert run(capsys)[0] != 0
 

@@ -179,6 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list bundled and local models with their styles",
                    description="List bundled and local models with their styles.")
+    sv = sub.add_parser("serve", help="the studio: compose in a web page (works with no network)",
+                        description="Run the studio, a web page that composes with you, on this machine. "
+                                    "Open the printed address in a browser. Settings may also come from "
+                                    "CADENZA_<SETTING> environment variables (e.g. CADENZA_PORT).")
+    sv.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, help="port (default 8000)")
+    sv.add_argument("--model", metavar="NAME|DIR", help="the default model (default: the bundled one)")
+    sv.add_argument("--workers", type=_positive_int, help="generation threads (default 1; each holds its own model)")
+    sv.add_argument("--max-queue", type=_positive_int, help="jobs that may wait; more get 'busy' (default 64)")
+    sv.add_argument("--results", metavar="DIR", help="where rendered files go (default: a temporary folder)")
     q = sub.add_parser("quantize", help="store a model's weights as int8 (about half the size)",
                        description="Write a copy of a model folder whose weight file stores each matrix as int8 "
                                    "with one scale per row (about half of float16's size). Weights are "
@@ -478,6 +488,31 @@ def cmd_models(a) -> int:
     return 0
 
 
+def cmd_serve(a) -> int:
+    import socket
+
+    from cadenza.server.settings import Settings
+
+    settings = Settings.from_env(host=a.host, port=a.port, model=a.model, workers=a.workers,
+                                 max_queue=a.max_queue, results_dir=Path(a.results) if a.results else None)
+    with socket.socket() as s:  # say clearly when the port is taken, before loading anything
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((settings.host, settings.port))
+        except OSError as e:
+            raise CadenzaError(f"cannot listen on {settings.host}:{settings.port}: {e.strerror} "
+                               "(choose another with --port)") from None
+    import uvicorn
+
+    from cadenza.server.app import create_app
+
+    app = create_app(settings)
+    host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
+    print(f"cadenza studio: http://{host}:{settings.port}/  (Ctrl+C to stop)", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
 def cmd_quantize(a) -> int:
     from cadenza.model import quantize_model_folder
     from cadenza.tasks import find_model
@@ -504,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"generate": cmd_generate, "harmonize": cmd_harmonize, "train": cmd_train,
                 "models": cmd_models, "render": cmd_render, "play": cmd_play, "live": _cmd_live,
-                "quantize": cmd_quantize}[a.command](a)
+                "quantize": cmd_quantize, "serve": cmd_serve}[a.command](a)
     except CadenzaError as e:
         print(f"cadenza: error: {e}", file=sys.stderr)
         return EXIT_ERROR

@@ -87,8 +87,13 @@ _compile_failed = False
 
 def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingConfig | None = None,
            stop: StopConfig | None = None, constraints: dict | None = None,
-           on_token: Callable[[int, int], None] | None = None, compile: bool = False) -> Iterator[tuple[int, int]]:
+           on_token: Callable[[int, int], None] | None = None, compile: bool = False,
+           observe: Callable[[torch.Tensor, torch.Tensor], None] | None = None) -> Iterator[tuple[int, int]]:
     """Yield (sequence index, token id) as tokens are sampled; see ``generate``.
+
+    ``observe(logits, allowed)``: sees each step's logits (B, V), after the repetition controls,
+    and the grammar's mask of allowed tokens, just before sampling (the studio's learn view shows
+    the model's candidates from them).
 
     ``compile``: decode with the torch.compile'd fixed-shape step (``Transformer.compile_decode``):
     faster per token, but the first call in a process compiles for several seconds.
@@ -102,6 +107,10 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         for t in prompt:
             st.advance(int(t))
     start_bars, start_secs = states[0].bars, states[0].seconds
+    # A continuation's current bar is the prompt's (old); from nothing, the prompt has opened bar 1
+    # and its content is new. Count so that `bars` new bars follow the prompt's last bar either way.
+    if any(tokenizer.type_of[t] in (T_PITCH, T_DRUM) for t in prompt):
+        start_bars += 1
     ctx = model.cfg.max_seq_len
     seqs = [list(prompt) for _ in range(n)]
     done = [False] * n
@@ -189,6 +198,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             lg = logits
         if repeat is not None:
             lg = repeat.apply(lg, masks)
+        if observe is not None:
+            observe(lg, masks)
         nxt = sample(lg, sampling, masks, gen)
         n_new += 1
         for b in range(n):

@@ -22,9 +22,11 @@ import torch.nn.functional as F
 
 @torch.no_grad()
 def sequence_nll(model, ids: list[int], ctx: int | None = None, stride: int | None = None,
-                 head: list[int] | None = None, starts=None, masks: torch.Tensor | None = None) -> tuple[float, int]:
+                 head: list[int] | None = None, starts=None, masks: torch.Tensor | None = None,
+                 per_token: list | None = None) -> tuple[float, int]:
     """(summed NLL in nats, tokens scored) of ``ids[1:]`` given everything before each token.
 
+    ``per_token``: a list that receives each scored token's NLL (nats), in order.
     ``head``: tokens put before every later window; ``starts``: indices where a later window may
     begin (default: anywhere). Each later window begins at the last allowed start at or before
     the previous window's start + ``stride``. ``masks`` (len(ids), V) bool: the tokens that may
@@ -49,6 +51,8 @@ def sequence_nll(model, ids: list[int], ctx: int | None = None, stride: int | No
             logits = logits.masked_fill(~masks[scored_to:end], float("-inf"))
         nll = F.cross_entropy(logits, x[scored_to:end], reduction="none")
         total += float(nll.sum())
+        if per_token is not None:
+            per_token.extend(nll.tolist())
         count += int(nll.numel())
         scored_to = end
         if end == len(ids):

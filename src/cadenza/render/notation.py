@@ -99,7 +99,11 @@ def svg_pages(score: symusic.Score, *, title: str = "", name: str = "score") -> 
     import verovio
 
     verovio.enableLog(verovio.LOG_OFF)  # it would print its warnings to stderr; we raise instead
-    tk = verovio.toolkit()
+    # verovio finds its fonts through a resource path it sets up once per thread: in any other
+    # thread (the studio renders on worker threads) it would look in its build folder and fail.
+    # Naming the installed package's data folder works in every thread.
+    tk = verovio.toolkit(False)
+    tk.setResourcePath(str(Path(verovio.__file__).parent / "data"))
     tk.setOptions({**_OPTIONS, **_page_options(sum(1 for t in score.tracks if len(t.notes)))})
     if not tk.loadData(xml) or tk.getPageCount() < 1:
         raise CadenzaError(f"cannot engrave {name}: verovio could not read the MusicXML made from it")

@@ -199,7 +199,7 @@ class CadenzaModel:
                      top_p: float = 0.95, repetition_penalty: float = 1.0, seed: int | None = None,
                      variations: int = 1, on_token: Callable[[int, int], None] | None = None,
                      scores_out: list | None = None, compile: bool = False,
-                     repeat: float | str | None = "auto") -> Iterator[NoteEvent]:
+                     repeat: float | str | None = "auto", observe=None) -> Iterator[NoteEvent]:
         """Like ``generate``, but yields each new note (a NoteEvent) as soon as its tokens are complete.
 
         Times are on the piece's clock (seconds from the start of the prompt), so the notes of a
@@ -207,6 +207,7 @@ class CadenzaModel:
         ``generate``'s new music. ``on_token(take, token_id)`` sees every token (for progress).
         ``scores_out``: a list that receives, when the stream ends, the Score of each take (what
         ``generate`` would have returned), so a caller can show notes live and still save the piece.
+        ``observe(logits, allowed)``: see ``cadenza.engine.generate.stream``.
         """
         from cadenza.engine.notes import NoteDecoder
 
@@ -225,7 +226,7 @@ class CadenzaModel:
         eos = self.tokenizer.eos_id
         new: list[list[int]] = [[] for _ in range(variations)]
         for b, t in stream(self.model, self.tokenizer, r["ids"], variations, r["sampling"], r["stop"],
-                           r["constraints"], compile=compile):
+                           r["constraints"], compile=compile, observe=observe):
             if on_token:
                 on_token(b, t)
             if t == eos:

@@ -112,7 +112,7 @@ def _fit_shift(pitches: np.ndarray, lo: int, hi: int) -> int:
 
 # ---- regions ----------------------------------------------------------------------------------
 
-_REGION_RE = re.compile(r"^(?:(?P<voices>[A-Za-z, ]+):)?\s*(?P<a>\d+(?:\.\d+)?)\s*(?:-\s*(?P<b>\d+(?:\.\d+)?))?$")
+REGION_RE = re.compile(r"^(?:(?P<voices>[A-Za-z, ]+):)?\s*(?P<a>\d+(?:\.\d+)?)\s*(?:-\s*(?P<b>\d+(?:\.\d+)?))?$")
 
 
 def parse_regions(spec: str, flag: str, steps_per_bar: int, steps_per_beat: int, total: int,
@@ -121,7 +121,7 @@ def parse_regions(spec: str, flag: str, steps_per_bar: int, steps_per_beat: int,
     out = []
     n_bars = -(-total // steps_per_bar)
     for part in [p.strip() for p in spec.split(";") if p.strip()]:
-        m = _REGION_RE.match(part)
+        m = REGION_RE.match(part)
         if not m:
             raise CadenzaError(f"cannot read {flag} '{part}': use VOICES:BARS, e.g. 'bass:1-4', "
                                "'alto,tenor:5-8', '5-8' or '3.3-4.2' (bar.beat)")
