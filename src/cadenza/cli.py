@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, help="port (default 8000)")
     sv.add_argument("--model", metavar="NAME|DIR", help="the default model (default: the bundled one)")
-    sv.add_argument("--workers", type=_positive_int, help="generation threads (default 1; each holds its own model)")
+    sv.add_argument("--workers", type=_positive_int, help="generation threads (default 2; each holds its own model)")
     sv.add_argument("--max-queue", type=_positive_int, help="jobs that may wait; more get 'busy' (default 64)")
     sv.add_argument("--results", metavar="DIR", help="where rendered files go (default: a temporary folder)")
     q = sub.add_parser("quantize", help="store a model's weights as int8 (about half the size)",

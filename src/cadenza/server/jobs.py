@@ -74,7 +74,8 @@ class Job:
 
     def to_json(self) -> dict:
         return {"id": self.id, "kind": self.kind, "status": self.status, "position": self.position,
-                "notes": self.notes, "take": self.take, "error": self.error}
+                "notes": self.notes, "take": self.take, "error": self.error,
+                "waited_s": None if self.started is None else round(self.started - self.created, 3)}
 
     # -- for readers -------------------------------------------------------------------------
     async def follow(self):
@@ -139,7 +140,7 @@ class JobQueue:
             if len(self._waiting) >= self.max_queue:
                 raise QueueFull(f"the server is busy: {len(self._waiting)} jobs are waiting; try again shortly")
             self._waiting.append(job)
-            job.position = len(self._waiting) - 1 + len(self._running)
+            job.position = len(self._waiting) - 1
             self._jobs[job.id] = job
             self._forget_old()
             self._cond.notify()
@@ -224,10 +225,9 @@ class JobQueue:
             job.future.set_exception(Cancelled())
 
     def _update_positions(self) -> None:
-        ahead = len(self._running)
         for k, job in enumerate(self._waiting):
-            if job.position != ahead + k:
-                job.position = ahead + k
+            if job.position != k:
+                job.position = k
                 job.emit("status", job.to_json())
 
     def _forget_old(self) -> None:
