@@ -167,6 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     _render_flags(r, play=True)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    e = sub.add_parser("edit", help="transpose, change tempo or instruments, quantize a score",
+                       description="Edit a score (.mid/.abc/.musicxml) and write the result: the edits are "
+                                   "applied in the order instruments, transpose, quantize, tempo.")
+    e.add_argument("input", metavar="FILE", help="a score file")
+    e.add_argument("--transpose", type=int, metavar="SEMITONES", help="move every pitched note (drums stay), e.g. -2")
+    e.add_argument("--tempo", type=_positive_float, metavar="BPM",
+                   help="the first tempo becomes BPM; later tempo changes keep their ratio to it")
+    e.add_argument("--program", action="append", metavar="TRACK=INSTRUMENT",
+                   help="play track TRACK (numbered from 1) on INSTRUMENT, e.g. 2=cello; repeatable")
+    e.add_argument("--quantize", metavar="1/N", help="snap note starts and ends to a grid, e.g. 1/16 or 1/12 (triplets)")
+    e.add_argument("--out", action="append", required=True, metavar="FILE",
+                   help="output file by suffix (score, audio, piano roll or sheet music); repeatable")
+    _render_flags(e, play=False)
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
     pl = sub.add_parser("play", help="play a score or a recording on the audio device",
                         description="Play a score (rendered with the SoundFont) or a recording on this machine's "
                                     "audio output.")
@@ -440,6 +455,28 @@ def cmd_render(a) -> int:
     return 0
 
 
+def cmd_edit(a) -> int:
+    from cadenza.score import quantize, read_score, set_program, set_tempo, transpose
+    from cadenza.score.edit import parse_grid, parse_program_change
+
+    changes = [parse_program_change(t) for t in a.program or []]  # check every flag before reading
+    grid = parse_grid(a.quantize) if a.quantize else None
+    if not (changes or a.transpose or grid or a.tempo):
+        raise CadenzaError("nothing to do: give --transpose, --tempo, --program or --quantize")
+    outs = _check_outputs(a.out)
+    score = read_score(a.input)
+    for track, inst in changes:
+        score = set_program(score, track, inst)
+    if a.transpose:
+        score = transpose(score, a.transpose)
+    if grid is not None:
+        score = quantize(score, grid)
+    if a.tempo:
+        score = set_tempo(score, a.tempo)
+    _write_all(score, outs, a, name=a.input, quiet=a.quiet)
+    return 0
+
+
 def cmd_play(a) -> int:
     from cadenza.render import render_audio
 
@@ -539,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"generate": cmd_generate, "harmonize": cmd_harmonize, "train": cmd_train,
                 "models": cmd_models, "render": cmd_render, "play": cmd_play, "live": _cmd_live,
-                "quantize": cmd_quantize, "serve": cmd_serve}[a.command](a)
+                "quantize": cmd_quantize, "serve": cmd_serve, "edit": cmd_edit}[a.command](a)
     except CadenzaError as e:
         print(f"cadenza: error: {e}", file=sys.stderr)
         return EXIT_ERROR

@@ -7,6 +7,7 @@ never imports torch or miditok.
 
 from cadenza.score.build import count_notes, score_seconds
 from cadenza.score.chords import chord_pitches, parse_chords
+from cadenza.score.edit import quantize, set_program, set_tempo, transpose
 from cadenza.score.instruments import GM_PROGRAMS, instrument_name, parse_instrument, parse_instruments
 from cadenza.score.io import SUFFIXES, read_abc_tunes, read_score, write_score
 from cadenza.score.notes import parse_notes, pitch_name
@@ -34,9 +35,13 @@ __all__ = [
     "parse_instruments",
     "parse_notes",
     "pitch_name",
+    "quantize",
     "read_abc_tunes",
     "read_score",
     "score_seconds",
+    "set_program",
+    "set_tempo",
     "to_music21",
+    "transpose",
     "write_score",
 ]
