@@ -121,7 +121,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                                         np.concatenate([tokenizer.ids_of_type[T_PITCH], tokenizer.ids_of_type[T_DRUM]])))
     n_new = 0
     hard_limit = stop.limit()
-    header = prompt[: 2 if len(prompt) > 1 and prompt[1] in tokenizer.style_ids.values() else 1]
+    header = prompt[: tokenizer.header_len(prompt)]  # BOS, style, key, instruments: always kept in view
 
     def opening(seq) -> list[int]:
         """The piece's first bars after the header (its meter, tempo, and the prompt's opening

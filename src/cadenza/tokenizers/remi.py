@@ -33,9 +33,24 @@ class RemiSpec:
     num_tempos: int = 32
     tempo_range: tuple[int, int] = (40, 250)
     scheme: str = "remi"
+    # conditioning the model reads before the notes it writes: "key" (a Key token in the header),
+    # "instruments" (one Inst token per instrument in the header) and "chords" (a Chord token after
+    # each bar's TimeSig: the harmony of the bar about to be written). Empty for the first models.
+    controls: list[str] = field(default_factory=list)
 
     def miditok_config(self) -> TokenizerConfig:
+        from cadenza.score.harmony import PITCH_CLASSES, chord_vocabulary
+
         specials = ["PAD", "BOS", "EOS"] + [f"Style_{s}" for s in self.styles]
+        unknown = set(self.controls) - set(CONTROLS)
+        if unknown:
+            raise CadenzaError(f"unknown tokenizer controls {sorted(unknown)} (known: {', '.join(CONTROLS)})")
+        if "key" in self.controls:
+            specials += [f"Key_{pc}:{mode}" for mode in ("major", "minor") for pc in PITCH_CLASSES]
+        if "instruments" in self.controls:
+            specials += [f"Inst_{p}" for p in range(128)] + ["Inst_drums"]
+        if "chords" in self.controls:
+            specials += [f"Chord_{c}" for c in chord_vocabulary()]
         return TokenizerConfig(
             pitch_range=tuple(self.pitch_range),
             beat_res={(0, 4): self.positions_per_beat, (4, 12): self.long_positions_per_beat},
@@ -50,13 +65,18 @@ class RemiSpec:
         )
 
 
-# token types, as small ints for a fast grammar
+CONTROLS = ("key", "instruments", "chords")
+
+# token types, as small ints for a fast grammar (T_NONE: "nothing yet", never a token's type)
 (T_PAD, T_BOS, T_EOS, T_STYLE, T_BAR, T_TSIG, T_POS, T_TEMPO, T_PROG,
- T_PITCH, T_DRUM, T_VEL, T_DUR, T_NONE) = range(14)
+ T_PITCH, T_DRUM, T_VEL, T_DUR, T_NONE, T_KEY, T_INST, T_CHORD) = range(17)
+TOKEN_TYPES = [t for t in range(17) if t != T_NONE]
+HEADER_TYPES = (T_BOS, T_STYLE, T_KEY, T_INST)
 _TYPE_OF = {
     "PAD": T_PAD, "BOS": T_BOS, "EOS": T_EOS, "Style": T_STYLE, "Bar": T_BAR,
     "TimeSig": T_TSIG, "Position": T_POS, "Tempo": T_TEMPO, "Program": T_PROG,
     "Pitch": T_PITCH, "PitchDrum": T_DRUM, "Velocity": T_VEL, "Duration": T_DUR,
+    "Key": T_KEY, "Inst": T_INST, "Chord": T_CHORD,
 }
 
 
@@ -64,9 +84,10 @@ class RemiState:
     """Grammar state of one sequence, plus the musical clock used for stopping."""
 
     __slots__ = ("tok", "last", "pos", "drum", "tsig", "bars", "beats", "seconds", "qpm", "notes",
-                 "programs", "time_sigs")
+                 "programs", "time_sigs", "insts", "last_inst", "chords")
 
-    def __init__(self, tok: "RemiTokenizer", programs: frozenset[int] | None, time_sigs: frozenset[int] | None):
+    def __init__(self, tok: "RemiTokenizer", programs: frozenset[int] | None, time_sigs: frozenset[int] | None,
+                 chords: dict[int, int] | None = None):
         self.tok = tok
         self.last = T_NONE
         self.pos = -1  # current position inside the bar
@@ -79,6 +100,9 @@ class RemiState:
         self.notes = 0
         self.programs = programs  # allowed Program token ids, None = any
         self.time_sigs = time_sigs  # allowed TimeSig token ids, None = any
+        self.insts: frozenset[int] | None = None  # Program token ids of the header's Inst tokens
+        self.last_inst = -2  # the last Inst value (they come in ascending order, drums = -1 first)
+        self.chords = chords  # bar number (1-based) -> the Chord token id that bar must have
 
     def copy(self) -> "RemiState":
         new = RemiState.__new__(RemiState)
@@ -92,10 +116,14 @@ class RemiState:
 
     def mask_key(self) -> tuple:
         return (self.last, self.pos if self.last in (T_POS, T_TEMPO, T_DUR) else -1,
-                self.tsig if self.last in (T_POS, T_TEMPO, T_DUR) else None, self.drum)
+                self.tsig if self.last in (T_POS, T_TEMPO, T_DUR, T_CHORD) else None, self.drum,
+                self.last_inst if self.last == T_INST else None,
+                self.insts if self.last in (T_POS, T_TEMPO, T_DUR) else None,
+                self.chords.get(self.bars) if self.chords and self.last == T_TSIG else None)
 
     def complete(self) -> bool:
-        return self.last in (T_DUR, T_TSIG, T_TEMPO, T_EOS, T_STYLE, T_BOS, T_POS, T_NONE) and self.last != T_POS
+        return self.last in (T_DUR, T_TSIG, T_TEMPO, T_EOS, T_STYLE, T_BOS, T_NONE, T_KEY, T_INST, T_CHORD) and \
+            not (self.last == T_TSIG and self.tok.chords_on)
 
     def advance(self, token_id: int) -> None:
         tok = self.tok
@@ -117,6 +145,10 @@ class RemiState:
             self.drum = tok.value_of[token_id] == -1
         elif kind in (T_PITCH, T_DRUM):
             self.notes += 1
+        elif kind == T_INST:
+            p = tok.value_of[token_id]
+            self.last_inst = p
+            self.insts = (self.insts or frozenset()) | {tok.program_id[p]}
         self.last = kind
 
 
@@ -148,12 +180,50 @@ class RemiTokenizer:
             elif kind == "TimeSig":
                 num, den = val.split("/")
                 self.tsig_of[i] = (int(num), int(den))
-        self.ids_of_type = {k: np.flatnonzero(self.type_of == k) for k in range(T_NONE)}
+            elif kind == "Inst":
+                self.value_of[i] = -1 if val == "drums" else int(val)
+        self.ids_of_type = {k: np.flatnonzero(self.type_of == k) for k in TOKEN_TYPES}
+        self.key_on, self.insts_on, self.chords_on = (c in self.spec.controls for c in CONTROLS)
+        self._init_controls(vocab)
         self.program_id = {self.value_of[i]: int(i) for i in self.ids_of_type[T_PROG]}
         self.pitch_id = {self.value_of[i]: int(i) for i in self.ids_of_type[T_PITCH]}
         self.tsig_id = {v: k for k, v in self.tsig_of.items()}
         self.tempo_values = np.array([self.value_of[i] for i in self.ids_of_type[T_TEMPO]])
         self._masks: dict[tuple, np.ndarray] = {}
+
+    def _init_controls(self, vocab: dict[str, int]) -> None:
+        from cadenza.score.harmony import PITCH_CLASSES, chord_label, parse_chord
+
+        self.key_id: dict[tuple[int, str], int] = {}
+        self.key_of: dict[int, tuple[int, str]] = {}
+        for pc, name in enumerate(PITCH_CLASSES):
+            for mode in ("major", "minor"):
+                i = vocab.get(f"Key_{name}:{mode}")
+                if i is not None:
+                    self.key_id[(pc, mode)], self.key_of[i] = i, (pc, mode)
+        self.inst_id = {self.value_of[i]: int(i) for i in self.ids_of_type[T_INST]}
+        self.chord_of: dict[int, tuple[int, str] | None] = {}
+        self.chord_id: dict[str, int] = {}
+        for i in self.ids_of_type[T_CHORD]:
+            label = self.id_to_token[i].split("_", 1)[1]
+            self.chord_of[int(i)] = parse_chord(label)
+            self.chord_id[label] = int(i)
+        self._chord_label = chord_label
+        # token id -> its id a semitone up (keys and chords turn around the circle; others stay)
+        up = np.arange(self.vocab_size)
+        for (pc, mode), i in self.key_id.items():
+            up[i] = self.key_id[((pc + 1) % 12, mode)]
+        for i, ch in self.chord_of.items():
+            if ch is not None:
+                up[i] = self.chord_id[chord_label(((ch[0] + 1) % 12, ch[1]))]
+        self._up = up
+
+    def rotate_controls(self, ids: np.ndarray, semitones: int) -> np.ndarray:
+        """Key and Chord tokens moved by ``semitones`` (for transposition; pitches are moved elsewhere)."""
+        table = np.arange(self.vocab_size)
+        for _ in range(semitones % 12):
+            table = self._up[table]
+        return table[ids]
 
     # ---- protocol -------------------------------------------------------
     def to_config(self) -> dict:
@@ -171,28 +241,86 @@ class RemiTokenizer:
     def styles(self) -> list[str]:
         return list(self.spec.styles)
 
-    def header(self, style: str | None = None) -> list[int]:
-        """``BOS`` plus the style token, the start of every sequence."""
+    def header(self, style: str | None = None, key: tuple[int, str] | None = None,
+               instruments=None) -> list[int]:
+        """The start of every sequence: ``BOS``, then the style, the key and the instruments (programs,
+        -1 = drums) where given and where the tokenizer has those controls."""
         ids = [self.bos_id]
         if style is not None:
             if style not in self.style_ids:
                 raise CadenzaError(f"unknown style '{style}': this model knows {', '.join(self.styles)}")
             ids.append(self.style_ids[style])
+        if key is not None and self.key_on:
+            ids.append(self.key_id[(int(key[0]) % 12, key[1])])
+        if instruments is not None and self.insts_on:
+            ids.extend(self.inst_id[p] for p in sorted(set(int(p) for p in instruments)))
         return ids
 
-    def encode(self, score: symusic.Score, style: str | None = None, eos: bool = False) -> list[int]:
-        """Score -> ids, starting with the header; notes outside the pitch range are dropped by miditok."""
+    def header_len(self, ids) -> int:
+        """How many leading tokens of ``ids`` are its header."""
+        n = 0
+        while n < len(ids) and self.type_of[int(ids[n])] in HEADER_TYPES:
+            n += 1
+        return n
+
+    def encode(self, score: symusic.Score, style: str | None = None, eos: bool = False, key="auto",
+               chords="auto", instruments="auto") -> list[int]:
+        """Score -> ids, starting with the header; notes outside the pitch range are dropped by miditok.
+
+        With the tokenizer's controls: ``key`` ((tonic pitch class, mode), None, or "auto": estimated),
+        ``instruments`` (programs, -1 = drums; "auto": those that play) and ``chords`` (one per bar,
+        (root, quality) or None; "auto": recognized from the notes) are written into the sequence.
+        """
         seq = self._mt.encode(score)
         if isinstance(seq, list):  # defensive: one stream is configured, miditok may still wrap it
             seq = seq[0]
-        ids = self.header(style) + list(seq.ids)
+        body = list(seq.ids)
+        if self.key_on and isinstance(key, str):
+            from cadenza.score.harmony import estimate_key
+
+            key = estimate_key(score)
+        if self.insts_on and isinstance(instruments, str):
+            instruments = sorted({-1 if t.is_drum else int(t.program) for t in score.tracks if len(t.notes)})
+        if self.chords_on:
+            body = self._with_chords(score, body, chords)
+        ids = self.header(style, key if self.key_on else None, instruments if self.insts_on else None) + body
         if eos:
             ids.append(self.eos_id)
         return ids
 
+    def _with_chords(self, score: symusic.Score, body: list[int], chords) -> list[int]:
+        """A Chord token after each bar's TimeSig (miditok writes a Bar for every bar from tick 0)."""
+        n_bars = sum(1 for t in body if self.type_of[t] == T_BAR)
+        if isinstance(chords, str):
+            from cadenza.eval.metrics import bar_starts
+            from cadenza.score.harmony import recognize_chords
+
+            tick = score if str(score.ttype).endswith("Tick") else score.to("tick")
+            until = int(tick.end()) + 64 * int(tick.tpq)  # miditok's bars end at the last note's bar
+            starts = bar_starts(tick, until)[:n_bars] if n_bars else []
+            chords = recognize_chords(tick, starts) if n_bars else []
+        chords = list(chords) + [None] * max(0, n_bars - len(chords))
+        out, bar = [], -1
+        for t in body:
+            out.append(t)
+            kind = self.type_of[t]
+            if kind == T_BAR:
+                bar += 1
+            elif kind == T_TSIG:
+                out.append(self.chord_id[self._chord_label(chords[bar])])
+        return out
+
+    def controls_of(self, ids) -> dict:
+        """What the sequence says of its key, instruments and the chord of each bar."""
+        key = next((self.key_of[int(i)] for i in ids if int(i) in self.key_of), None)
+        insts = [self.value_of[int(i)] for i in ids if self.type_of[int(i)] == T_INST]
+        chords = [self.chord_of[int(i)] for i in ids if self.type_of[int(i)] == T_CHORD]
+        return {"key": key, "instruments": insts, "chords": chords}
+
     def decode(self, ids) -> symusic.Score:
         """ids -> Score (tpq 480). Special tokens are skipped; every note token group becomes a note."""
-        body = [int(i) for i in ids if self.type_of[int(i)] not in (T_PAD, T_BOS, T_EOS, T_STYLE)]
+        body = [int(i) for i in ids if self.type_of[int(i)] not in (T_PAD, T_BOS, T_EOS, T_STYLE, T_KEY, T_INST,
+                                                                    T_CHORD)]
         if not body:
             return symusic.Score(480)
         score = self._mt.decode(TokSequence(ids=body))
@@ -211,8 +339,9 @@ class RemiTokenizer:
         return np.flatnonzero(self.type_of[tokens] == T_BAR)
 
     # ---- grammar ---------------------------------------------------------
-    def start_state(self, programs=None, time_signature=None) -> RemiState:
-        """A fresh state; ``programs`` (GM numbers, -1 = drums) and ``time_signature`` constrain output."""
+    def start_state(self, programs=None, time_signature=None, chords=None) -> RemiState:
+        """A fresh state; ``programs`` (GM numbers, -1 = drums) and ``time_signature`` constrain output;
+        ``chords`` ({bar number from 1: (root, quality) or None}) fixes those bars' Chord tokens."""
         prog_ids = None
         if programs is not None:
             prog_ids = frozenset(self.program_id[p] for p in programs)
@@ -223,7 +352,12 @@ class RemiTokenizer:
                 known = ", ".join(f"{a}/{b}" for a, b in sorted(self.tsig_id))
                 raise CadenzaError(f"unsupported meter {ts[0]}/{ts[1]}: this model knows {known}")
             ts_ids = frozenset([self.tsig_id[ts]])
-        return RemiState(self, prog_ids, ts_ids)
+        plan = None
+        if chords:
+            if not self.chords_on:
+                raise CadenzaError("this model has no chord control; it cannot follow chords")
+            plan = {int(b): self.chord_id[self._chord_label(c)] for b, c in chords.items()}
+        return RemiState(self, prog_ids, ts_ids, plan)
 
     def positions_in_bar(self, tsig: tuple[int, int]) -> int:
         num, den = tsig
@@ -231,7 +365,7 @@ class RemiTokenizer:
         return num * self.spec.positions_per_beat * 4 // den if den <= 4 else num * self.spec.positions_per_beat
 
     def allowed(self, state: RemiState) -> np.ndarray:
-        key = state.mask_key() + (state.programs, state.time_sigs)
+        key = state.mask_key() + (state.programs, state.time_sigs)  # (the chord plan is in mask_key)
         mask = self._masks.get(key)
         if mask is None:
             mask = self._compute_mask(state)
@@ -249,25 +383,41 @@ class RemiTokenizer:
                     m[i] = True
 
         def programs():
-            if st.programs is None:
+            allowed = st.programs if st.programs is not None else st.insts  # asked for, else the header's
+            if allowed is None:
                 m[ids[T_PROG]] = True
             else:
-                m[list(st.programs)] = True
+                m[list(allowed)] = True
+
+        def header_after(kind):  # the header's order: BOS Style? Key? Inst* (ascending) Bar
+            if kind == T_BOS:
+                m[ids[T_STYLE]] = True
+            if kind in (T_BOS, T_STYLE):
+                m[ids[T_KEY]] = True
+            if kind in (T_BOS, T_STYLE, T_KEY):
+                m[ids[T_INST]] = True
+            if kind == T_INST:
+                for p, i in self.inst_id.items():
+                    m[i] = p > st.last_inst
+            m[ids[T_BAR]] = True
 
         last = st.last
         if last == T_NONE:
             m[self.bos_id] = True
-        elif last == T_BOS:
-            m[ids[T_STYLE]] = True
-            m[ids[T_BAR]] = True
-        elif last == T_STYLE:
-            m[ids[T_BAR]] = True
+        elif last in (T_BOS, T_STYLE, T_KEY, T_INST):
+            header_after(last)
         elif last == T_BAR:
             if st.time_sigs is None:
                 m[ids[T_TSIG]] = True
             else:
                 m[list(st.time_sigs)] = True
-        elif last == T_TSIG:
+        elif last == T_TSIG and self.chords_on:
+            forced = st.chords.get(st.bars) if st.chords else None
+            if forced is not None:
+                m[forced] = True
+            else:
+                m[ids[T_CHORD]] = True
+        elif last in (T_TSIG, T_CHORD):
             m[ids[T_POS]] = True
             m[ids[T_BAR]] = True
             m[self.eos_id] = True

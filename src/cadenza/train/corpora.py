@@ -255,7 +255,10 @@ class WindowSampler:
         bars = sh.bars[(sh.bars >= a) & (sh.bars < b)]
         if len(bars) and self.rng.random() > 0.1:
             s = int(self.rng.choice(bars))
-            head = np.array(self.tok.header(style), dtype=np.int64)
+            if hasattr(self.tok, "header_len"):  # the piece's own header (style, key, instruments)
+                head = sh.tokens[a:a + self.tok.header_len(sh.tokens[a:a + 160])].astype(np.int64)
+            else:
+                head = np.array(self.tok.header(style), dtype=np.int64)
             body = sh.tokens[s:min(b, s + self.ctx + 1 - len(head))].astype(np.int64)
             w = np.concatenate([head, body])
         else:
@@ -276,6 +279,8 @@ class WindowSampler:
         k = int(self.rng.integers(lo, hi + 1))
         w = w.copy()
         w[sel] = self.pitch_to_id[pv + k]
+        if getattr(self.tok, "key_on", False) or getattr(self.tok, "chords_on", False):
+            w = self.tok.rotate_controls(w, k)  # the key and the chords move with the notes
         return w
 
     def batch(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
