@@ -110,3 +110,94 @@ def test_rotate_controls_moves_keys_and_chords_only(tok):
 def test_inst_values(tok):
     assert tok.value_of[tok.inst_id[-1]] == -1 and tok.id_to_token[tok.inst_id[-1]] == "Inst_drums"
     assert all(tok.type_of[i] == T_INST for i in tok.inst_id.values())
+
+
+@pytest.fixture(scope="module")
+def full():
+    return RemiTokenizer(RemiSpec(controls=["key", "instruments", "chords", "infill"]))
+
+
+def notes_of(score):
+    return sorted((n.time, n.pitch, n.duration, t.program) for t in score.tracks for n in t.notes)
+
+
+def test_given_blocks_round_trip_to_the_same_notes(full):
+    s = two_tracks()
+    plain = full.encode(s, "pop", eos=True)
+    given = full.encode(s, "pop", eos=True, given=[1])  # the violin melody is given
+    assert full.check(given) == [] and full.check(plain) == []
+    assert notes_of(full.decode(given)) == notes_of(full.decode(plain)) == notes_of(s)
+    names = full.tokens(given)
+    # every bar: Bar TimeSig Chord Given <melody notes> Free <piano notes>
+    for j, n in enumerate(names):
+        if n == "Given_None":
+            assert names[j - 1].startswith("Chord_") and names[j - 3] == "Bar_None"
+            block = names[j + 1:names.index("Free_None", j)]
+            assert {b.split("_")[0] for b in block} <= {"Position", "Program", "Pitch", "Velocity", "Duration"}
+            assert all(b == "Program_40" for b in block if b.startswith("Program"))
+    assert names.count("Given_None") == names.count("Free_None") == names.count("Bar_None") == 4
+
+
+def test_future_first_prompt_is_grammatical_and_keeps_the_clock(full):
+    s = parse_chords("C Am F G C Am F G")
+    ids = full.encode(s, "pop", eos=True)
+    prompt = full.future_first(ids, 2, 4, n_future=2)  # rewrite bars 3-4 (0-based 2, 3), leading into 5-6
+    names = full.tokens(prompt)
+    assert "Future_None" in names and "Now_None" in names and full.check(prompt) == []
+    st = full.start_state()
+    for t in prompt:
+        st.advance(t)
+    assert st.bars == 2 and st.beats == 4.0 and not st.future  # the future bars do not move the clock
+    # decoding a future-first sequence gives only the notes after Now
+    assert notes_of(full.decode(prompt)) == [n for n in notes_of(s) if n[0] < 2 * 1920]
+
+
+def test_forced_given_plan_and_block_grammar(full):
+    s = two_tracks()
+    melody = s.copy()
+    melody.tracks = [s.tracks[1]]
+    plan = full.given_blocks(melody, 4)
+    assert set(plan) == {1, 2, 3, 4} and all(b[0] == full.given_id and b[-1] == full.free_id for b in plan.values())
+    st = full.start_state(given=plan)
+    for t in full.header("pop", None, [0, 40]) + [int(full.ids_of_type[T_BAR][0]), full.tsig_id[(4, 4)],
+                                                  full.chord_id["C:maj"]]:
+        st.advance(t)
+    # the given block is forced token by token, then the bar is free again
+    for t in plan[1]:
+        m = full.allowed(st)
+        assert m.sum() == 1 and m[t]
+        st.advance(t)
+    m = full.allowed(st)
+    assert m[full.ids_of_type[6]].any() and m[full.ids_of_type[T_BAR]].all() and not m[full.given_id]
+    with pytest.raises(CadenzaError, match="no infill control"):
+        RemiTokenizer(RemiSpec(controls=["chords"])).start_state(given=plan)
+
+
+def test_training_data_has_given_variants_and_future_first_windows(full, tmp_path):
+    from cadenza.train.corpora import Shard, Source, WindowSampler, encode_variants
+
+    src = Source(str(tmp_path), "pop")
+    s = parse_chords("C Am F G C Am F G")
+    mel = make_score([(72 + k % 3, 4 * k, 2, 80) for k in range(8)], program=40)
+    s.tracks.append(mel.tracks[0])
+    found_given = False
+    for pid in ("a.mid", "b.mid", "c.mid", "d.mid"):
+        variants = encode_variants(full, src, pid, s)
+        assert [v for v, _ in variants] == [pid, f"{pid}#given"]
+        for _, ids in variants:
+            assert full.check(ids) == []
+        found_given |= "Given_None" in full.tokens(variants[1][1])
+    assert found_given
+    ids = np.array(variants[0][1], dtype=np.uint16)
+    sh = Shard(ids, np.array([0, len(ids)]), full.window_starts(ids), ["a"])
+    sampler = WindowSampler({"pop": sh}, full, ctx=256, seed=1, transpose=3)
+    sampler.fim = 1.0
+    seen = 0
+    for _ in range(20):
+        w = sampler.window("pop")
+        names = full.tokens(w)
+        if "Future_None" in names:
+            seen += 1
+            assert full.check(w.tolist()) == [] and names.index("Now_None") > names.index("Future_None")
+            assert full.controls_of(w)["key"] is not None
+    assert seen >= 15

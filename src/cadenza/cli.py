@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(flag, type=typ, dest=dest, default=getattr(d, dest), help=f"{hlp} (default {getattr(d, dest)})")
     t.add_argument("--steps", type=_positive_int, help=f"optimizer steps in all (default {d.steps}; "
                    "with --resume, the run's own)")
+    t.add_argument("--controls", type=lambda x: tuple(c.strip() for c in x.split(",") if c.strip()), default=(),
+                   metavar="LIST", help="remi only: conditioning the model learns, any of key,instruments,chords,infill "
+                   "(default none)")
     t.add_argument("--pack", action="store_true", help="fill each training row with several windows instead "
                    "of padding (about 2x the tokens per step on short pieces)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import symusic
 
 from cadenza.errors import ScoreError
@@ -51,3 +52,16 @@ def score_seconds(score: symusic.Score) -> float:
     if str(score.ttype).endswith("Second"):
         return float(score.end())
     return float(score.to("second").end())
+
+
+def ticks_to_seconds(score: symusic.Score, ticks) -> np.ndarray:
+    """Seconds at each tick of a tick-based score, following its tempo map (120 bpm before the first)."""
+    tempos = sorted(((int(t.time), float(t.qpm)) for t in score.tempos), key=lambda x: x[0])
+    if not tempos or tempos[0][0] > 0:
+        tempos.insert(0, (0, tempos[0][1] if tempos else 120.0))
+    t0 = np.array([t for t, _ in tempos], dtype=np.float64)
+    per = np.array([60.0 / (q * score.tpq) for _, q in tempos])  # seconds per tick after each change
+    s0 = np.concatenate([[0.0], np.cumsum(np.diff(t0) * per[:-1])])
+    x = np.asarray(ticks, dtype=np.float64)
+    i = np.clip(np.searchsorted(t0, x, side="right") - 1, 0, len(t0) - 1)
+    return s0[i] + (x - t0[i]) * per[i]

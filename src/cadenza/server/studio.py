@@ -24,22 +24,10 @@ TPQ = 480
 
 
 # ---------------------------------------------------------------------------------------- time
-def tempo_map(score: symusic.Score) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tick of each tempo change, seconds at it, seconds per tick after it)."""
-    tempos = sorted(((int(t.time), float(t.qpm)) for t in score.tempos), key=lambda x: x[0])
-    if not tempos or tempos[0][0] > 0:
-        tempos.insert(0, (0, tempos[0][1] if tempos else 120.0))
-    ticks = np.array([t for t, _ in tempos], dtype=np.float64)
-    per_tick = np.array([60.0 / (q * score.tpq) for _, q in tempos])
-    secs = np.concatenate([[0.0], np.cumsum(np.diff(ticks) * per_tick[:-1])])
-    return ticks, secs, per_tick
-
-
 def to_seconds(score: symusic.Score, ticks) -> np.ndarray:
-    t0, s0, per = tempo_map(score)
-    x = np.asarray(ticks, dtype=np.float64)
-    i = np.clip(np.searchsorted(t0, x, side="right") - 1, 0, len(t0) - 1)
-    return s0[i] + (x - t0[i]) * per[i]
+    from cadenza.score.build import ticks_to_seconds
+
+    return ticks_to_seconds(score, ticks)
 
 
 def normalize(score: symusic.Score) -> symusic.Score:

@@ -34,8 +34,11 @@ class RemiSpec:
     tempo_range: tuple[int, int] = (40, 250)
     scheme: str = "remi"
     # conditioning the model reads before the notes it writes: "key" (a Key token in the header),
-    # "instruments" (one Inst token per instrument in the header) and "chords" (a Chord token after
-    # each bar's TimeSig: the harmony of the bar about to be written). Empty for the first models.
+    # "instruments" (one Inst token per instrument in the header), "chords" (a Chord token after
+    # each bar's TimeSig: the harmony of the bar about to be written) and "infill": given material
+    # first in each bar (``Given`` notes ``Free`` notes: the melody to accompany, the tracks kept
+    # while others are rewritten) and bars from after a gap up front (``Future`` bars ``Now``: the
+    # music an infill must lead into). Empty for the first models.
     controls: list[str] = field(default_factory=list)
 
     def miditok_config(self) -> TokenizerConfig:
@@ -51,6 +54,8 @@ class RemiSpec:
             specials += [f"Inst_{p}" for p in range(128)] + ["Inst_drums"]
         if "chords" in self.controls:
             specials += [f"Chord_{c}" for c in chord_vocabulary()]
+        if "infill" in self.controls:
+            specials += ["Given", "Free", "Future", "Now"]
         return TokenizerConfig(
             pitch_range=tuple(self.pitch_range),
             beat_res={(0, 4): self.positions_per_beat, (4, 12): self.long_positions_per_beat},
@@ -65,18 +70,20 @@ class RemiSpec:
         )
 
 
-CONTROLS = ("key", "instruments", "chords")
+CONTROLS = ("key", "instruments", "chords", "infill")
 
 # token types, as small ints for a fast grammar (T_NONE: "nothing yet", never a token's type)
 (T_PAD, T_BOS, T_EOS, T_STYLE, T_BAR, T_TSIG, T_POS, T_TEMPO, T_PROG,
- T_PITCH, T_DRUM, T_VEL, T_DUR, T_NONE, T_KEY, T_INST, T_CHORD) = range(17)
-TOKEN_TYPES = [t for t in range(17) if t != T_NONE]
+ T_PITCH, T_DRUM, T_VEL, T_DUR, T_NONE, T_KEY, T_INST, T_CHORD, T_GIVEN, T_FREE, T_FUTURE, T_NOW) = range(21)
+TOKEN_TYPES = [t for t in range(21) if t != T_NONE]
+MARKER_TYPES = (T_GIVEN, T_FREE, T_FUTURE, T_NOW)
 HEADER_TYPES = (T_BOS, T_STYLE, T_KEY, T_INST)
 _TYPE_OF = {
     "PAD": T_PAD, "BOS": T_BOS, "EOS": T_EOS, "Style": T_STYLE, "Bar": T_BAR,
     "TimeSig": T_TSIG, "Position": T_POS, "Tempo": T_TEMPO, "Program": T_PROG,
     "Pitch": T_PITCH, "PitchDrum": T_DRUM, "Velocity": T_VEL, "Duration": T_DUR,
     "Key": T_KEY, "Inst": T_INST, "Chord": T_CHORD,
+    "Given": T_GIVEN, "Free": T_FREE, "Future": T_FUTURE, "Now": T_NOW,
 }
 
 
@@ -84,10 +91,10 @@ class RemiState:
     """Grammar state of one sequence, plus the musical clock used for stopping."""
 
     __slots__ = ("tok", "last", "pos", "drum", "tsig", "bars", "beats", "seconds", "qpm", "notes",
-                 "programs", "time_sigs", "insts", "last_inst", "chords")
+                 "programs", "time_sigs", "insts", "last_inst", "plan", "forced", "pending", "given", "future")
 
     def __init__(self, tok: "RemiTokenizer", programs: frozenset[int] | None, time_sigs: frozenset[int] | None,
-                 chords: dict[int, int] | None = None):
+                 plan: dict[int, list[int]] | None = None):
         self.tok = tok
         self.last = T_NONE
         self.pos = -1  # current position inside the bar
@@ -102,7 +109,11 @@ class RemiState:
         self.time_sigs = time_sigs  # allowed TimeSig token ids, None = any
         self.insts: frozenset[int] | None = None  # Program token ids of the header's Inst tokens
         self.last_inst = -2  # the last Inst value (they come in ascending order, drums = -1 first)
-        self.chords = chords  # bar number (1-based) -> the Chord token id that bar must have
+        self.plan = plan  # bar number (1-based) -> the tokens that must follow that bar's TimeSig
+        self.forced: tuple[int, ...] = ()  # tokens that must come next, in order
+        self.pending: tuple[int, ...] = ()  # forced after this bar's Chord (a plan of given notes only)
+        self.given = False  # inside a bar's given block (Given ... Free)
+        self.future = False  # inside the bars from after a gap (Future ... Now)
 
     def copy(self) -> "RemiState":
         new = RemiState.__new__(RemiState)
@@ -115,31 +126,52 @@ class RemiState:
         return num * 4.0 / den
 
     def mask_key(self) -> tuple:
+        if self.forced:
+            return ("forced", self.forced[0])
         return (self.last, self.pos if self.last in (T_POS, T_TEMPO, T_DUR) else -1,
                 self.tsig if self.last in (T_POS, T_TEMPO, T_DUR, T_CHORD) else None, self.drum,
                 self.last_inst if self.last == T_INST else None,
-                self.insts if self.last in (T_POS, T_TEMPO, T_DUR) else None,
-                self.chords.get(self.bars) if self.chords and self.last == T_TSIG else None)
+                self.insts if self.last in (T_POS, T_TEMPO, T_DUR) else None, self.given, self.future)
 
     def complete(self) -> bool:
-        return self.last in (T_DUR, T_TSIG, T_TEMPO, T_EOS, T_STYLE, T_BOS, T_NONE, T_KEY, T_INST, T_CHORD) and \
-            not (self.last == T_TSIG and self.tok.chords_on)
+        """True where the piece may end (EOS may come next)."""
+        return self.last in (T_DUR, T_TSIG, T_TEMPO, T_EOS, T_STYLE, T_BOS, T_NONE, T_KEY, T_INST, T_CHORD,
+                             T_FREE) and not (self.last == T_TSIG and self.tok.chords_on) \
+            and not self.forced and not self.given and not self.future
 
     def advance(self, token_id: int) -> None:
         tok = self.tok
         kind = tok.type_of[token_id]
+        if self.forced:
+            self.forced = self.forced[1:]
         if kind == T_BAR:
-            if self.bars > 0:  # close the previous bar on the clock
+            if self.bars > 0 and not self.future:  # close the previous bar on the clock
                 q = self.bar_quarters()
                 self.beats += q
                 self.seconds += q * 60.0 / self.qpm
-            self.bars += 1
+            if not self.future:  # the bars after a gap are context: the clock is the piece's own
+                self.bars += 1
             self.pos = -1
         elif kind == T_TSIG:
             self.tsig = tok.tsig_of[token_id]
+            if self.plan and not self.future:
+                todo = tuple(self.plan.get(self.bars, ()))
+                if todo and tok.chords_on and tok.type_of[todo[0]] != T_CHORD:
+                    self.pending = todo  # the model chooses the chord, then the given block follows
+                else:
+                    self.forced = todo
+        elif kind == T_CHORD and self.pending:
+            self.forced, self.pending = self.pending, ()
+        elif kind in (T_GIVEN, T_FREE):
+            self.given = kind == T_GIVEN
+            self.pos = -1
+        elif kind == T_FUTURE:
+            self.future = True
+        elif kind == T_NOW:
+            self.future = False
         elif kind == T_POS:
             self.pos = tok.value_of[token_id]
-        elif kind == T_TEMPO:
+        elif kind == T_TEMPO and not self.future:
             self.qpm = float(tok.value_of[token_id])
         elif kind == T_PROG:
             self.drum = tok.value_of[token_id] == -1
@@ -183,7 +215,10 @@ class RemiTokenizer:
             elif kind == "Inst":
                 self.value_of[i] = -1 if val == "drums" else int(val)
         self.ids_of_type = {k: np.flatnonzero(self.type_of == k) for k in TOKEN_TYPES}
-        self.key_on, self.insts_on, self.chords_on = (c in self.spec.controls for c in CONTROLS)
+        self.key_on, self.insts_on, self.chords_on, self.infill_on = (c in self.spec.controls for c in CONTROLS)
+        ids_of = lambda name: int(vocab[name]) if name in vocab else None  # noqa: E731
+        self.given_id, self.free_id, self.future_id, self.now_id = (ids_of(f"{n}_None") for n in
+                                                                    ("Given", "Free", "Future", "Now"))
         self._init_controls(vocab)
         self.program_id = {self.value_of[i]: int(i) for i in self.ids_of_type[T_PROG]}
         self.pitch_id = {self.value_of[i]: int(i) for i in self.ids_of_type[T_PITCH]}
@@ -264,17 +299,20 @@ class RemiTokenizer:
         return n
 
     def encode(self, score: symusic.Score, style: str | None = None, eos: bool = False, key="auto",
-               chords="auto", instruments="auto") -> list[int]:
+               chords="auto", instruments="auto", given: list[int] | None = None) -> list[int]:
         """Score -> ids, starting with the header; notes outside the pitch range are dropped by miditok.
 
         With the tokenizer's controls: ``key`` ((tonic pitch class, mode), None, or "auto": estimated),
         ``instruments`` (programs, -1 = drums; "auto": those that play) and ``chords`` (one per bar,
         (root, quality) or None; "auto": recognized from the notes) are written into the sequence.
+        ``given`` (track indices; "infill" control): every bar starts with those tracks' notes in a
+        ``Given ... Free`` block, then the other tracks' notes.
         """
-        seq = self._mt.encode(score)
-        if isinstance(seq, list):  # defensive: one stream is configured, miditok may still wrap it
-            seq = seq[0]
-        body = list(seq.ids)
+        body = self._body(score)
+        if given is not None:
+            if not self.infill_on:
+                raise CadenzaError("this tokenizer has no infill control: it cannot mark given tracks")
+            body = self._with_given(score, body, set(given))
         if self.key_on and isinstance(key, str):
             from cadenza.score.harmony import estimate_key
 
@@ -287,6 +325,78 @@ class RemiTokenizer:
         if eos:
             ids.append(self.eos_id)
         return ids
+
+    def _body(self, score: symusic.Score) -> list[int]:
+        seq = self._mt.encode(score)
+        if isinstance(seq, list):  # defensive: one stream is configured, miditok may still wrap it
+            seq = seq[0]
+        return list(seq.ids)
+
+    def split_bars(self, body) -> list[list[int]]:
+        """Token ids cut at each Bar: one list per bar, each starting with its Bar token (tokens before
+        the first Bar, if any, are dropped)."""
+        bars: list[list[int]] = []
+        for t in body:
+            if self.type_of[t] == T_BAR:
+                bars.append([])
+            if bars:
+                bars[-1].append(int(t))
+        return bars
+
+    def _notes_only(self, bar: list[int]) -> list[int]:
+        """A bar's notes with their positions, without Bar/TimeSig/Tempo (a given block carries no tempo)."""
+        out, pos = [], None
+        for t in bar:
+            kind = self.type_of[t]
+            if kind == T_POS:
+                pos = t
+            elif kind == T_PROG:
+                if pos is not None:
+                    out.append(pos)
+                    pos = None
+                out.append(t)
+            elif kind in (T_PITCH, T_DRUM, T_VEL, T_DUR):
+                out.append(t)
+        return out
+
+    def given_blocks(self, score: symusic.Score, n_bars: int | None = None) -> dict[int, list[int]]:
+        """{bar number from 1: ``Given`` + that bar's notes of ``score`` + ``Free``}, for every bar up to
+        ``n_bars`` (default: the score's own), empty bars included: the plan ``start_state(given=)`` forces."""
+        bars = self.split_bars(self._body(score)) if score.note_num() else []
+        n = len(bars) if n_bars is None else n_bars
+        return {k + 1: [self.given_id] + (self._notes_only(bars[k]) if k < len(bars) else []) + [self.free_id]
+                for k in range(n)}
+
+    def _with_given(self, score: symusic.Score, body: list[int], given: set[int]) -> list[int]:
+        tick = score if str(score.ttype).endswith("Tick") else score.to("tick")
+        part = tick.copy()
+        part.tracks = [t for k, t in enumerate(tick.tracks) if k in given]
+        rest = tick.copy()
+        rest.tracks = [t for k, t in enumerate(tick.tracks) if k not in given]
+        full = self.split_bars(body)
+        blocks = self.given_blocks(part, len(full))
+        free = self.split_bars(self._body(rest)) if rest.note_num() else []
+        out = []
+        for k, bar in enumerate(full):
+            head = bar[:2]  # Bar TimeSig
+            # the free part keeps this bar's tempo changes; without free notes, the full bar's tempo tokens
+            tail = free[k][2:] if k < len(free) else [t for j, t in enumerate(bar) if self.type_of[t] == T_TEMPO
+                                                        or (self.type_of[t] == T_POS and j + 1 < len(bar)
+                                                            and self.type_of[bar[j + 1]] == T_TEMPO)]
+            out += head + blocks[k + 1] + tail
+        return out
+
+    def future_first(self, ids, gap_start: int, gap_end: int, n_future: int = 4) -> list[int]:
+        """An infill prompt from a whole sequence: header, ``Future``, the ``n_future`` bars from bar
+        ``gap_end`` on (0-based bar indices), ``Now``, then the bars before ``gap_start``. A model with
+        the infill control then writes bars ``gap_start`` .. ``gap_end - 1`` leading into the future."""
+        h = self.header_len(ids)
+        bars = self.split_bars(ids[h:])
+        if bars and self.type_of[bars[-1][-1]] == T_EOS:
+            bars[-1] = bars[-1][:-1]
+        future = [t for b in bars[gap_end:gap_end + n_future] for t in b]
+        return list(ids[:h]) + ([self.future_id] + future + [self.now_id] if future else []) + \
+            [t for b in bars[:gap_start] for t in b]
 
     def _with_chords(self, score: symusic.Score, body: list[int], chords) -> list[int]:
         """A Chord token after each bar's TimeSig (miditok writes a Bar for every bar from tick 0)."""
@@ -319,8 +429,13 @@ class RemiTokenizer:
 
     def decode(self, ids) -> symusic.Score:
         """ids -> Score (tpq 480). Special tokens are skipped; every note token group becomes a note."""
-        body = [int(i) for i in ids if self.type_of[int(i)] not in (T_PAD, T_BOS, T_EOS, T_STYLE, T_KEY, T_INST,
-                                                                    T_CHORD)]
+        skip = (T_PAD, T_BOS, T_EOS, T_STYLE, T_KEY, T_INST, T_CHORD, T_GIVEN, T_FREE)
+        body, future = [], False
+        for i in map(int, ids):  # the bars from after a gap (Future ... Now) are context, not notes here
+            kind = self.type_of[i]
+            future = (future or kind == T_FUTURE) and kind != T_NOW
+            if not future and kind not in skip + (T_NOW,):
+                body.append(i)
         if not body:
             return symusic.Score(480)
         score = self._mt.decode(TokSequence(ids=body))
@@ -339,9 +454,11 @@ class RemiTokenizer:
         return np.flatnonzero(self.type_of[tokens] == T_BAR)
 
     # ---- grammar ---------------------------------------------------------
-    def start_state(self, programs=None, time_signature=None, chords=None) -> RemiState:
+    def start_state(self, programs=None, time_signature=None, chords=None, given=None) -> RemiState:
         """A fresh state; ``programs`` (GM numbers, -1 = drums) and ``time_signature`` constrain output;
-        ``chords`` ({bar number from 1: (root, quality) or None}) fixes those bars' Chord tokens."""
+        ``chords`` ({bar number from 1: (root, quality) or None}) fixes those bars' Chord tokens;
+        ``given`` ({bar number: token ids of its given block, ``Given`` ... ``Free``}) fixes the
+        material each of those bars starts with (see ``given_blocks``)."""
         prog_ids = None
         if programs is not None:
             prog_ids = frozenset(self.program_id[p] for p in programs)
@@ -352,12 +469,18 @@ class RemiTokenizer:
                 known = ", ".join(f"{a}/{b}" for a, b in sorted(self.tsig_id))
                 raise CadenzaError(f"unsupported meter {ts[0]}/{ts[1]}: this model knows {known}")
             ts_ids = frozenset([self.tsig_id[ts]])
-        plan = None
+        plan: dict[int, list[int]] = {}
         if chords:
             if not self.chords_on:
                 raise CadenzaError("this model has no chord control; it cannot follow chords")
-            plan = {int(b): self.chord_id[self._chord_label(c)] for b, c in chords.items()}
-        return RemiState(self, prog_ids, ts_ids, plan)
+            for b, c in chords.items():
+                plan.setdefault(int(b), []).append(self.chord_id[self._chord_label(c)])
+        if given:
+            if not self.infill_on:
+                raise CadenzaError("this model cannot take given material (it has no infill control)")
+            for b, block in given.items():
+                plan.setdefault(int(b), []).extend(int(t) for t in block)
+        return RemiState(self, prog_ids, ts_ids, plan or None)
 
     def positions_in_bar(self, tsig: tuple[int, int]) -> int:
         num, den = tsig
@@ -401,34 +524,54 @@ class RemiTokenizer:
                     m[i] = p > st.last_inst
             m[ids[T_BAR]] = True
 
+        if st.forced:
+            m[st.forced[0]] = True
+            return m
+
+        def bar_may_end():  # where a Bar could come: a new bar, the end, or the end of a block
+            if st.given:
+                m[self.free_id] = True
+                return
+            m[ids[T_BAR]] = True
+            if st.future:
+                m[self.now_id] = True
+            else:
+                m[self.eos_id] = True
+
         last = st.last
         if last == T_NONE:
             m[self.bos_id] = True
         elif last in (T_BOS, T_STYLE, T_KEY, T_INST):
             header_after(last)
+            if self.infill_on:
+                m[self.future_id] = True
+        elif last in (T_FUTURE, T_NOW):
+            m[ids[T_BAR]] = True
         elif last == T_BAR:
             if st.time_sigs is None:
                 m[ids[T_TSIG]] = True
             else:
                 m[list(st.time_sigs)] = True
         elif last == T_TSIG and self.chords_on:
-            forced = st.chords.get(st.bars) if st.chords else None
-            if forced is not None:
-                m[forced] = True
-            else:
-                m[ids[T_CHORD]] = True
+            m[ids[T_CHORD]] = True
         elif last in (T_TSIG, T_CHORD):
             m[ids[T_POS]] = True
-            m[ids[T_BAR]] = True
-            m[self.eos_id] = True
+            bar_may_end()
+            if self.infill_on:
+                m[self.given_id] = True
+        elif last == T_GIVEN:
+            m[ids[T_POS]] = True
+            m[self.free_id] = True
+        elif last == T_FREE:
+            m[ids[T_POS]] = True
+            bar_may_end()
         elif last == T_POS:
             m[ids[T_TEMPO]] = True
             programs()
         elif last == T_TEMPO:
             programs()
             later_positions()
-            m[ids[T_BAR]] = True
-            m[self.eos_id] = True
+            bar_may_end()
         elif last == T_PROG:
             m[ids[T_DRUM] if st.drum else ids[T_PITCH]] = True
         elif last in (T_PITCH, T_DRUM):
@@ -438,8 +581,7 @@ class RemiTokenizer:
         elif last == T_DUR:
             programs()
             later_positions()
-            m[ids[T_BAR]] = True
-            m[self.eos_id] = True
+            bar_may_end()
         elif last == T_EOS:
             m[self.pad_id] = True
         return m

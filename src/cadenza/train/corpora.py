@@ -147,6 +147,62 @@ def iter_pieces(source: Source, asap_scores_only: bool = True, only: str | None 
             continue
 
 
+def annotated_chords(source: Source, pid: str, score: symusic.Score):
+    """The chord of each bar from a corpus's own annotations (POP909's chord_midi.txt: the chord
+    sounding longest in the bar), or "auto" (recognized from the notes) where there are none."""
+    root = Path(source.spec)
+    if root.name.lower() != "pop909":
+        return "auto"
+    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.build import ticks_to_seconds
+    from cadenza.score.harmony import parse_chord
+
+    song = root / Path(pid).relative_to(root.name).parent / "chord_midi.txt"
+    if not song.is_file():
+        return "auto"
+    spans = []
+    for line in song.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            try:
+                spans.append((float(parts[0]), float(parts[1]), parse_chord(parts[2])))
+            except CadenzaError:
+                spans.append((float(parts[0]), float(parts[1]), None))
+    tick = score if str(score.ttype).endswith("Tick") else score.to("tick")
+    starts = bar_starts(tick, int(tick.end()) + 1)
+    edges = ticks_to_seconds(tick, np.append(starts, starts[-1] + (starts[-1] - starts[-2] if len(starts) > 1
+                                                                   else 4 * tick.tpq)))
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        weight: dict = {}
+        for x, y, ch in spans:
+            o = min(b, y) - max(a, x)
+            if o > 0:
+                weight[ch] = weight.get(ch, 0.0) + o
+        out.append(max(weight, key=weight.get) if weight else None)
+    return out
+
+
+def encode_variants(tokenizer, source: Source, pid: str, score: symusic.Score) -> list[tuple[str, list[int]]]:
+    """(id, token ids) of a piece for training: the piece itself and, for a tokenizer with the infill
+    control and a piece of several tracks, the piece again with some tracks given (the melody, or
+    a random set: what "accompany this melody" and "add a track" look like), chosen by the piece id."""
+    if not getattr(tokenizer, "chords_on", False) and not getattr(tokenizer, "infill_on", False):
+        return [(pid, tokenizer.encode(score, source.style, eos=True))]
+    chords = annotated_chords(source, pid, score) if tokenizer.chords_on else "auto"
+    out = [(pid, tokenizer.encode(score, source.style, eos=True, chords=chords))]
+    playing = [k for k, t in enumerate(score.tracks) if len(t.notes)]
+    if tokenizer.infill_on and len(playing) >= 2:
+        rng = np.random.default_rng(int(hashlib.sha1(pid.encode()).hexdigest()[:8], 16))
+        pitched = [k for k in playing if not score.tracks[k].is_drum]
+        if pitched and rng.random() < 0.5:  # the melody: the highest line
+            given = [max(pitched, key=lambda k: float(np.mean(score.tracks[k].notes.numpy()["pitch"])))]
+        else:
+            given = sorted(rng.choice(playing, size=int(rng.integers(1, len(playing))), replace=False).tolist())
+        out.append((f"{pid}#given", tokenizer.encode(score, source.style, eos=True, chords=chords, given=given)))
+    return out
+
+
 def is_valid(piece_id: str, fraction: float = 0.05) -> bool:
     """Deterministic train/valid split by a hash of the piece id.
 
@@ -199,13 +255,14 @@ def build_shards(sources: list[Source], tokenizer, out_dir: Path, valid_fraction
         count = 0
         for pid, score in tqdm(iter_pieces(src), desc=f"tokenizing {src.spec}", unit="piece", leave=False):
             try:
-                ids = tokenizer.encode(score, src.style, eos=True)
+                variants = encode_variants(tokenizer, src, pid, score)
             except Exception:  # noqa: BLE001 - miditok rejects a few odd files; skip them, do not stop
                 continue
-            if len(ids) < 16:
+            if not variants or len(variants[0][1]) < 16:
                 continue
             split = "valid" if is_valid(pid, valid_fraction) else "train"
-            collected.setdefault((src.style, split), []).append((pid, np.asarray(ids, dtype=np.uint16)))
+            for vid, ids in variants:
+                collected.setdefault((src.style, split), []).append((vid, np.asarray(ids, dtype=np.uint16)))
             count += 1
             if max_pieces and count >= max_pieces:
                 break
@@ -233,6 +290,8 @@ class WindowSampler:
         # doubles the tokens learned from per step at the same cost. Each window starts with its
         # header, so the model learns that a header begins a new piece (as in GPT-style packing).
         self.pack = pack
+        # infill: some windows put the bars after a gap first (Future ... Now), then lead up to them
+        self.fim = 0.2 if getattr(tokenizer, "infill_on", False) else 0.0
         self.styles = sorted(shards)
         self.rng = np.random.default_rng(seed)
         self.transpose = transpose
@@ -253,6 +312,10 @@ class WindowSampler:
         a, b = int(sh.starts[piece]), int(sh.starts[piece + 1])
         # start at a random bar of the piece (or its start, which keeps the BOS/Style header)
         bars = sh.bars[(sh.bars >= a) & (sh.bars < b)]
+        if self.fim and len(bars) >= 3 and self.rng.random() < self.fim:
+            w = self._future_first(sh, a, b, bars)
+            if w is not None:
+                return self._transpose(w) if self.transpose else w
         if len(bars) and self.rng.random() > 0.1:
             s = int(self.rng.choice(bars))
             if hasattr(self.tok, "header_len"):  # the piece's own header (style, key, instruments)
@@ -266,6 +329,25 @@ class WindowSampler:
         if self.transpose:
             w = self._transpose(w)
         return w
+
+    def _future_first(self, sh, a: int, b: int, bars: np.ndarray) -> np.ndarray | None:
+        """header, Future, 1-4 bars from a gap's end, Now, then the bars leading up to that gap."""
+        tok = self.tok
+        head = sh.tokens[a:a + tok.header_len(sh.tokens[a:a + 160])].astype(np.int64)
+        j1 = int(self.rng.integers(1, len(bars)))
+        n = int(self.rng.integers(1, 5))
+        fut_end = int(bars[j1 + n]) if j1 + n < len(bars) else b
+        fut = sh.tokens[int(bars[j1]):fut_end].astype(np.int64)
+        fut = fut[fut != tok.eos_id]
+        budget = self.ctx + 1 - len(head) - len(fut) - 2
+        if budget < 64:
+            return None
+        fits = [j for j in range(j1) if int(bars[j1]) - int(bars[j]) <= budget]
+        if not fits:
+            return None
+        j0 = int(self.rng.choice(fits))
+        body = sh.tokens[int(bars[j0]):int(bars[j1])].astype(np.int64)
+        return np.concatenate([head, [tok.future_id], fut, [tok.now_id], body])
 
     def _transpose(self, w: np.ndarray) -> np.ndarray:
         sel = self.is_pitch[w]

@@ -55,6 +55,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32, or bf16: autocast the forward pass (about 1.8x faster on CPUs with
     # AVX512-BF16/AMX, e.g. 2.4 s -> 1.3 s per step for the chorale model on one core); weights and
     # optimizer stay fp32
+    controls: tuple[str, ...] = ()  # remi only: "key", "instruments", "chords", "infill" (see RemiSpec)
     tokenizer: str = "remi"  # remi: multi-track scores with styles; grid: four-voice chorales at 16ths;
     # frames: piano-roll frames (the polyphonic benchmark)
     name: str = "cadenza-model"
@@ -138,7 +139,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
     sources = [Source.parse(s) for s in cfg.data]
     styles = sorted({s.style for s in sources})
     if cfg.tokenizer == "remi":
-        tok = RemiTokenizer(RemiSpec(styles=styles))
+        tok = RemiTokenizer(RemiSpec(styles=styles, controls=list(cfg.controls)))
     elif cfg.tokenizer == "grid":
         tok = GridTokenizer()
     elif cfg.tokenizer == "frames":
