@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Recipe for the multi-track "arrange" model family (issue 7): the remi tokenizer with every control
+# (key and instruments in the header, a chord per bar, given tracks first in a bar, bars after a gap
+# first). Data: ../shared/data (POP909 with its chord annotations, Nottingham folk with its ABC
+# chords as accompaniment, ASAP score MIDI) and the music21 corpus (Bach chorales as SATB voices,
+# Palestrina, Haydn/Mozart/Beethoven string quartets).
+# NOT YET RUN: the first full run is planned for the next session (with a GPU if one is lent);
+# on 2 CPU cores expect about 2 hours. Resumable: run it again with RESUME=1 after an interruption.
+set -euo pipefail
+DATA=${DATA:-../shared/data}
+OUT=${OUT:-runs/arrange}
+STEPS=${STEPS:-2000}
+cadenza train \
+  --data "$DATA/pop909=pop" \
+  --data "$DATA/nottingham=folk" \
+  --data "$DATA/asap=classical" \
+  --data "music21:bach=chorale" \
+  --data "music21:palestrina=renaissance" \
+  --data "music21:haydn=quartet" --data "music21:mozart=quartet" --data "music21:beethoven=quartet" \
+  --controls key,instruments,chords,infill \
+  --out "$OUT" --steps "$STEPS" --batch-size 16 --ctx 512 --pack --precision bf16 \
+  --d-model 256 --layers 6 --heads 8 --d-ff 704 --lr 1e-3 --eval-every 200 \
+  --name cadenza-arrange --license "mixed: Nottingham GPL-3.0, POP909 MIT, ASAP CC BY-NC-SA 4.0 (non-commercial), music21 corpus public domain; this model is for non-commercial use" \
+  ${RESUME:+--resume}
