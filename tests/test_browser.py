@@ -7,6 +7,7 @@ a missing browser there is a failure. Screenshots go to test-artifacts/ at the r
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import shutil
@@ -32,8 +33,9 @@ def _unavailable(reason: str):
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def browser():
+@contextlib.contextmanager
+def launched_chromium(extra_args=()):
+    """The system's Chromium under Playwright (skipped where missing, a failure under CI)."""
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError:
@@ -43,11 +45,19 @@ def browser():
         _unavailable("Chromium is not installed (Debian: apt-get install chromium)")
     with sync_playwright() as p:
         try:
-            b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS + list(extra_args))
         except Error as e:
             _unavailable(f"Chromium at {executable} did not start: {str(e).splitlines()[0]}")
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with launched_chromium() as b:
         yield b
-        b.close()
 
 
 def test_pictures_and_sheet_music_in_chromium(browser, tmp_path):

@@ -11,18 +11,16 @@ test_browser.py (skipped without it, except under CI=true). Screenshots: test-ar
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import symusic
 
 from conftest import make_score
-from test_browser import ARTIFACTS, CHROMIUM_ARGS, _unavailable
+from test_browser import ARTIFACTS, launched_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -56,21 +54,8 @@ def studio(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chromium():
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        _unavailable("the playwright Python package is not installed (pip install -e '.[test]')")
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).exists():
-        _unavailable("Chromium is not installed (Debian: apt-get install chromium)")
-    with sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=executable,
-                                  args=CHROMIUM_ARGS + ["--autoplay-policy=no-user-gesture-required"])
-        except Error as e:
-            _unavailable(f"Chromium at {executable} did not start: {str(e).splitlines()[0]}")
+    with launched_chromium(["--autoplay-policy=no-user-gesture-required"]) as b:
         yield b
-        b.close()
 
 
 def get_json(base: str, path: str):
