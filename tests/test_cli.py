@@ -109,7 +109,8 @@ def test_serve_says_when_the_port_is_taken(capsys):
 
 
 def test_help_for_every_command(capsys):
-    for cmd in ("generate", "harmonize", "train", "models", "quantize", "live", "render", "play", "serve", "edit"):
+    for cmd in ("generate", "harmonize", "train", "models", "quantize", "live", "render", "play", "serve", "edit",
+                "arrange", "infill"):
         assert run(capsys, cmd, "--help")[0] == 0
     assert run(capsys)[0] != 0
 

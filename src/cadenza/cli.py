@@ -170,6 +170,31 @@ def build_parser() -> argparse.ArgumentParser:
     _render_flags(r, play=True)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    ar = sub.add_parser("arrange", help="add instruments to a score, keeping every note of it",
+                        description="Add parts for new instruments to a score (e.g. accompany a melody); the "
+                                    "score's own notes are kept exactly. Needs a model with the instruments and "
+                                    "infill controls (recipes/arrange_model.sh).")
+    ar.add_argument("input", metavar="FILE", help="a score file (.mid .abc .musicxml)")
+    ar.add_argument("--add", required=True, metavar="LIST", help="instruments to add, e.g. bass,drums,piano")
+    inf = sub.add_parser("infill", help="rewrite some bars (of some tracks), keeping the rest",
+                         description="Rewrite bars of a score, for all tracks or some, leading into the bars "
+                                     "after them; everything else is kept exactly. Needs a model with the infill "
+                                     "control (recipes/arrange_model.sh).")
+    inf.add_argument("input", metavar="FILE", help="a score file (.mid .abc .musicxml)")
+    inf.add_argument("--bars", required=True, metavar="A-B", help="bars to rewrite, from 1, e.g. 9-12")
+    inf.add_argument("--tracks", metavar="LIST", help="tracks to rewrite: numbers from 1 or instrument names "
+                                                      "(default: all)")
+    for sp in (ar, inf):
+        sp.add_argument("--model", metavar="NAME|DIR", help="model name or folder")
+        sp.add_argument("--style", help="style token (see `cadenza models`)")
+        sp.add_argument("--temperature", type=_positive_float, default=1.0, help="> 0 (default 1.0)")
+        sp.add_argument("--top-p", type=_positive_float, default=0.95, help="nucleus sampling mass (default 0.95)")
+        sp.add_argument("--seed", type=int, help="random seed")
+        sp.add_argument("--out", action="append", required=True, metavar="FILE", help="output file by suffix; repeatable")
+        _render_flags(sp, play=False)
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ar.add_argument("--key", help="the key to write in, e.g. 'D minor' (default: the score's own)")
+
     e = sub.add_parser("edit", help="transpose, change tempo or instruments, quantize a score",
                        description="Edit a score (.mid/.abc/.musicxml) and write the result: the edits are "
                                    "applied in the order instruments, transpose, quantize, tempo.")
@@ -458,6 +483,63 @@ def cmd_render(a) -> int:
     return 0
 
 
+def _track_numbers(text: str, score) -> list[int]:
+    """'1,3' or 'piano,bass' -> track indices from 0."""
+    from cadenza.score import instrument_name, parse_instrument
+
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part.isdigit():
+            k = int(part) - 1
+            if not 0 <= k < len(score.tracks):
+                raise CadenzaError(f"there is no track {part}: the piece has {len(score.tracks)} tracks")
+            out.append(k)
+            continue
+        prog, drum = parse_instrument(part)
+        found = [k for k, t in enumerate(score.tracks) if t.is_drum == drum and (drum or t.program == prog)]
+        if not found:
+            have = ", ".join(instrument_name(t.program, t.is_drum) for t in score.tracks)
+            raise CadenzaError(f"no track plays {part} (the tracks: {have})")
+        out.extend(found)
+    return sorted(set(out))
+
+
+def cmd_arrange(a) -> int:
+    from cadenza.score import parse_instruments, read_score
+    from cadenza.tasks import load_model
+    from cadenza.tasks.arrange import arrange
+
+    add = parse_instruments(a.add)
+    outs = _check_outputs(a.out)
+    score = read_score(a.input)
+    cm = load_model(a.model)
+    result = arrange(cm, score, add, style=a.style, key=a.key, temperature=a.temperature, top_p=a.top_p,
+                     seed=a.seed)
+    _write_all(result, outs, a, name=a.input, quiet=a.quiet)
+    return 0
+
+
+def cmd_infill(a) -> int:
+    import re
+
+    from cadenza.score import read_score
+    from cadenza.tasks import load_model
+    from cadenza.tasks.arrange import infill
+
+    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", a.bars)
+    if not m:
+        raise CadenzaError(f"cannot read --bars '{a.bars}': use A-B, e.g. 9-12")
+    first, last = int(m[1]), int(m[2] or m[1])
+    outs = _check_outputs(a.out)
+    score = read_score(a.input)
+    tracks = _track_numbers(a.tracks, score) if a.tracks else None
+    cm = load_model(a.model)
+    result = infill(cm, score, first, last, tracks=tracks, style=a.style, temperature=a.temperature,
+                    top_p=a.top_p, seed=a.seed)
+    _write_all(result, outs, a, name=a.input, quiet=a.quiet)
+    return 0
+
+
 def cmd_edit(a) -> int:
     from cadenza.score import quantize, read_score, set_program, set_tempo, transpose
     from cadenza.score.edit import parse_grid, parse_program_change
@@ -579,7 +661,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"generate": cmd_generate, "harmonize": cmd_harmonize, "train": cmd_train,
                 "models": cmd_models, "render": cmd_render, "play": cmd_play, "live": _cmd_live,
-                "quantize": cmd_quantize, "serve": cmd_serve, "edit": cmd_edit}[a.command](a)
+                "quantize": cmd_quantize, "serve": cmd_serve, "edit": cmd_edit,
+                "arrange": cmd_arrange, "infill": cmd_infill}[a.command](a)
     except CadenzaError as e:
         print(f"cadenza: error: {e}", file=sys.stderr)
         return EXIT_ERROR

@@ -386,6 +386,24 @@ class RemiTokenizer:
             out += head + blocks[k + 1] + tail
         return out
 
+    def free_part(self, ids) -> list[int]:
+        """``ids`` without the given blocks' notes and markers and without the bars after a gap:
+        what the model wrote itself (with the bars' structure, so it still decodes in place)."""
+        out, given, future = [], False, False
+        for t in map(int, ids):
+            kind = self.type_of[t]
+            if kind == T_GIVEN:
+                given = True
+            elif kind == T_FREE:
+                given = False
+            elif kind == T_FUTURE:
+                future = True
+            elif kind == T_NOW:
+                future = False
+            elif not (given or future):
+                out.append(t)
+        return out
+
     def future_first(self, ids, gap_start: int, gap_end: int, n_future: int = 4) -> list[int]:
         """An infill prompt from a whole sequence: header, ``Future``, the ``n_future`` bars from bar
         ``gap_end`` on (0-based bar indices), ``Now``, then the bars before ``gap_start``. A model with

@@ -1,0 +1,108 @@
+"""Arranging and infilling keep given material note for note (a tiny random model with every control:
+the invariants hold by construction, whatever the model writes)."""
+
+from __future__ import annotations
+
+import pytest
+import symusic
+import torch
+
+from cadenza.errors import CadenzaError
+from cadenza.model import ModelConfig, Transformer, save_model_folder
+from cadenza.score import parse_chords
+from cadenza.tasks import load_model
+from cadenza.tasks.arrange import arrange, infill
+from cadenza.tokenizers import RemiSpec, RemiTokenizer
+from conftest import make_score
+
+BAR = 1920
+
+
+@pytest.fixture(scope="module")
+def cm(tmp_path_factory):
+    tok = RemiTokenizer(RemiSpec(controls=["key", "instruments", "chords", "infill"]))
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_layers=2, n_heads=4, d_ff=64,
+                                    max_seq_len=512))
+    path = tmp_path_factory.mktemp("models") / "tiny-arrange"
+    save_model_folder(path, model, {"name": "tiny-arrange", "family": "remi-lm", "tokenizer": tok.to_config(),
+                                    "styles": tok.styles, "license": "test", "default_style": "pop"})
+    return load_model(path)
+
+
+def song() -> symusic.Score:
+    s = parse_chords("C Am F G C Am F G")  # piano, 8 bars
+    mel = make_score([(72 + (k * 5) % 7, 2 * k, 1.5, 90) for k in range(16)], program=73)  # flute melody
+    s.tracks.append(mel.tracks[0])
+    return s
+
+
+def rows(track):
+    return sorted((n.time, n.duration, n.pitch, n.velocity) for n in track.notes)
+
+
+def test_arrange_keeps_every_given_note_and_adds_only_the_asked_instruments(cm):
+    s = song()
+    for seed in (0, 1):
+        out = arrange(cm, s, ["acoustic bass", "drums"], seed=seed)
+        assert rows(out.tracks[0]) == rows(s.tracks[0]) and rows(out.tracks[1]) == rows(s.tracks[1])
+        assert (out.tracks[0].program, out.tracks[1].program) == (0, 73)
+        new = out.tracks[2:]
+        assert {(t.program, t.is_drum) for t in new} <= {(32, False), (0, True)}
+        assert all(n.time < 8 * BAR for t in new for n in t.notes)
+
+
+def test_infill_changes_only_the_region_and_tracks(cm):
+    s = song()
+    a, b = 2 * BAR, 4 * BAR  # bars 3-4
+    for seed in (0, 1, 2):
+        out = infill(cm, s, 3, 4, tracks=[0], seed=seed)  # piano only
+        assert rows(out.tracks[1]) == rows(s.tracks[1])  # the melody: everywhere unchanged
+        outside = lambda tr: [r for r in rows(tr) if not a <= r[0] < b]  # noqa: E731
+        assert outside(out.tracks[0]) == outside(s.tracks[0])
+        assert all(a <= n.time < b and n.time + n.duration <= b for t in out.tracks[2:] for n in t.notes)
+        inside = [r for r in rows(out.tracks[0]) if a <= r[0] < b]
+        assert all(r[0] + r[1] <= b for r in inside)
+    # every track, at the start of the piece
+    out = infill(cm, s, 1, 2, seed=3)
+    for k in (0, 1):
+        assert [r for r in rows(out.tracks[k]) if r[0] >= 2 * BAR] == [r for r in rows(s.tracks[k]) if r[0] >= 2 * BAR]
+
+
+def test_arrange_and_infill_say_what_is_wrong(cm, tiny_model_dir):
+    plain = load_model(tiny_model_dir)
+    with pytest.raises(CadenzaError, match="trained without the instruments, infill controls"):
+        arrange(plain, song(), ["bass"])
+    with pytest.raises(CadenzaError, match="outside the piece"):
+        infill(cm, song(), 20, 21)
+    with pytest.raises(CadenzaError, match="no track 5"):
+        infill(cm, song(), 1, 2, tracks=[4])
+    with pytest.raises(CadenzaError, match="instruments to add"):
+        arrange(cm, song(), [])
+    with pytest.raises(CadenzaError, match="kazooo"):
+        arrange(cm, song(), ["kazooo"])
+
+
+def test_cli_arrange_and_infill(cm, tmp_path, capsys):
+    from cadenza.cli import main
+    from cadenza.score import read_score, write_score
+
+    write_score(song(), tmp_path / "in.mid")
+    assert main(["arrange", str(tmp_path / "in.mid"), "--add", "bass,drums", "--model", str(cm.path), "--seed", "1",
+                 "--out", str(tmp_path / "full.mid"), "-q"]) == 0
+    full = read_score(tmp_path / "full.mid")
+    orig = read_score(tmp_path / "in.mid")
+    for k in (0, 1):
+        assert rows(full.tracks[k]) == rows(orig.tracks[k])
+    assert main(["infill", str(tmp_path / "in.mid"), "--bars", "3-4", "--tracks", "piano", "--model", str(cm.path),
+                 "--out", str(tmp_path / "fixed.mid"), "-q"]) == 0
+    fixed = read_score(tmp_path / "fixed.mid")
+    assert rows(fixed.tracks[1]) == rows(orig.tracks[1])
+    capsys.readouterr()
+    for args, words in [(["infill", str(tmp_path / "in.mid"), "--bars", "x"], "cannot read --bars"),
+                        (["infill", str(tmp_path / "in.mid"), "--bars", "1-2", "--tracks", "tuba"], "no track plays tuba"),
+                        (["arrange", str(tmp_path / "in.mid"), "--add", "bass"], "trained without")]:
+        code = main([*args, "--out", str(tmp_path / "x.mid"), "-q"] + (["--model", str(cm.path)] if "tuba" in args
+                                                                       or "x" in args else []))
+        err = capsys.readouterr().err
+        assert code != 0 and words in err, (args, err)
