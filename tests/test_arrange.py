@@ -13,6 +13,7 @@ from cadenza.score import parse_chords
 from cadenza.tasks import load_model
 from cadenza.tasks.arrange import arrange, infill
 from cadenza.tokenizers import RemiSpec, RemiTokenizer
+from cadenza.tokenizers.remi import T_BAR
 from conftest import make_score
 
 BAR = 1920
@@ -106,3 +107,55 @@ def test_cli_arrange_and_infill(cm, tmp_path, capsys):
                                                                        or "x" in args else []))
         err = capsys.readouterr().err
         assert code != 0 and words in err, (args, err)
+
+
+def test_generate_follows_key_chords_and_instruments(cm):
+    from cadenza.engine import generate as engine_generate
+
+    tok = cm.tokenizer
+    chords = ["Am", "F", "C", "G7"]
+    for prompt in (None, song()):
+        r = cm._prepare(prompt, None, None, None, "pop", ["flute", "piano"], 100, None, 1.0, 0, 0.95, 1.0, 4, 1,
+                        "off", "A minor", chords)
+        res = engine_generate(cm.model, tok, r["ids"], sampling=r["sampling"], stop=r["stop"],
+                              constraints=r["constraints"])
+        seq = res.ids[0]
+        c = tok.controls_of(seq)
+        assert c["key"] == (9, "minor") and c["instruments"] == [0, 73]
+        new_chords = c["chords"][-4:]
+        assert new_chords == [(9, "min"), (5, "maj"), (0, "maj"), (7, "7")]
+        assert tok.check(seq) == []
+        n_prompt_bars = sum(1 for t in r["ids"] if tok.type_of[t] == T_BAR)
+        assert sum(1 for t in seq if tok.type_of[t] == T_BAR) == (n_prompt_bars if prompt else 0) + 4
+    score = cm.generate(chords=chords, key="A minor", instruments=["flute"], tempo=100, seed=2)
+    assert {t.program for t in score.tracks if len(t.notes)} <= {73}
+    assert round(score.tempos[0].qpm) == 100
+
+
+def test_plain_models_refuse_key_and_chords(tiny_model_dir):
+    plain = load_model(tiny_model_dir)
+    with pytest.raises(CadenzaError, match="no key control"):
+        plain.generate(key="D minor", bars=1)
+    with pytest.raises(CadenzaError, match="cannot follow chords"):
+        plain.generate(chords=["C"], bars=1)
+
+
+def test_cli_generate_over_chords_with_key(cm, tiny_model_dir, tmp_path, capsys):
+    from cadenza.cli import main
+    from cadenza.score import read_score
+
+    out = tmp_path / "over.mid"
+    assert main(["generate", "--model", str(cm.path), "--chords", "| Am | F | C | G |", "--repeat", "2",
+                 "--key", "A minor", "--instruments", "flute,piano", "--seed", "1", "--out", str(out), "-q"]) == 0
+    s = read_score(out)
+    assert s.note_num() > 0 and {t.program for t in s.tracks if len(t.notes)} <= {0, 73}
+    from cadenza.eval.metrics import bar_starts
+    assert max(n.time for t in s.tracks for n in t.notes) < bar_starts(s, 9 * 1920)[8]  # 8 bars: 4 chords x 2
+    # a plain model plays the repeated progression as its seed
+    assert main(["generate", "--model", str(tiny_model_dir), "--chords", "Am F", "--repeat", "2", "--bars", "1",
+                 "--out", str(tmp_path / "seed.mid"), "-q"]) == 0
+    capsys.readouterr()
+    for args, words in [(["--repeat", "2"], "give --chords"), (["--chords", "| Am | Xq7 |"], "bar 2"),
+                        (["--key", "H major"], "unknown key")]:
+        code = main(["generate", "--model", str(cm.path), *args, "--out", str(tmp_path / "x.mid"), "-q"])
+        assert code != 0 and words in capsys.readouterr().err, args

@@ -61,13 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     seed = g.add_argument_group("seed (at most one)")
     seed.add_argument("--prompt", metavar="FILE", help="a .mid/.abc/.musicxml file to continue")
     seed.add_argument("--notes", metavar="TEXT", help='typed notes, e.g. "E4 D4 C4 D4 | E4 E4 E4/2"')
-    seed.add_argument("--chords", metavar="TEXT", help='chord symbols played as block chords, e.g. "C G Am F"')
+    seed.add_argument("--chords", metavar="TEXT", help='chord symbols, e.g. "| Am | F | C | G |": a model with the '
+                      'chords control writes over them (one per bar); another plays them as a block-chord seed')
+    seed.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
+                      help="play the --chords progression N times (default 1)")
     ctl = g.add_argument_group("controls")
     ctl.add_argument("--model", metavar="NAME|DIR", help="model name or folder (default: the bundled model)")
     ctl.add_argument("--style", help="style token, e.g. folk, chorale, pop, classical (see `cadenza models`)")
     ctl.add_argument("--instruments", metavar="LIST", help="comma-separated GM names or numbers, e.g. piano,violin")
     ctl.add_argument("--tempo", type=_positive_float, metavar="BPM", help="tempo in quarter notes per minute")
     ctl.add_argument("--meter", type=_meter, metavar="N/D", help="time signature, e.g. 3/4")
+    ctl.add_argument("--key", help='the key, e.g. "D minor" (models with the key control)')
     length = g.add_argument_group("length (default 16 bars)")
     length.add_argument("--bars", type=_positive_int, help="new bars to write")
     length.add_argument("--seconds", type=_positive_float, help="seconds of new music to write")
@@ -78,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--top-p", type=_positive_float, default=0.95, help="nucleus sampling mass (default 0.95)")
     smp.add_argument("--repetition-penalty", type=float, default=1.0,
                      help=">= 1; discourages recently used pitches (default 1.0: off; it lowers scale consistency)")
-    smp.add_argument("--repeat", default="auto", metavar="auto|off|RATE",
+    smp.add_argument("--restate", default="auto", metavar="auto|off|RATE",
                      help="share of bars that may restate one of the last 1, 2 or 4 bars (auto: the style's own "
                           "rate, measured on its training pieces; off: no control)")
     smp.add_argument("--seed", type=int, help="random seed: the same seed gives the same piece")
@@ -336,7 +340,7 @@ def _repeat(text: str):
     try:
         return float(text)
     except ValueError:
-        raise CadenzaError(f"--repeat must be auto, off or a rate between 0 and 1 (got '{text}')") from None
+        raise CadenzaError(f"--restate must be auto, off or a rate between 0 and 1 (got '{text}')") from None
 
 
 def _note_line(ev, takes: int = 1) -> str:
@@ -347,6 +351,25 @@ def _note_line(ev, takes: int = 1) -> str:
     take = f"take {ev.take + 1}  " if takes > 1 else ""
     return (f"{take}bar {ev.bar:>3}  {ev.start:8.3f} s  {name:<4} vel {ev.velocity:>3}  {ev.duration:6.3f} s  "
             f"{instrument_name(ev.program, ev.is_drum)}")
+
+
+def _bar_chords(text: str) -> list[str]:
+    """'| Am | F | C G |' -> ['Am', 'F', 'C'] (a bar's first chord: the models know one chord per bar);
+    without bar lines, one chord per bar: 'C G Am F' -> ['C', 'G', 'Am', 'F']."""
+    from cadenza.score.harmony import parse_chord
+
+    bars = [b.split() for b in text.split("|") if b.strip()] if "|" in text else [[c] for c in text.split()]
+    if not bars:
+        raise CadenzaError("--chords has no chord symbols")
+    out = []
+    for k, bar in enumerate(bars, 1):
+        sym = "N.C." if bar[0] == "%" and not out else (out[-1] if bar[0] == "%" else bar[0])
+        try:
+            parse_chord(sym)
+        except CadenzaError as e:
+            raise CadenzaError(f"--chords bar {k}: {e}") from None
+        out.append(sym)
+    return out
 
 
 def cmd_generate(a) -> int:
@@ -360,27 +383,32 @@ def cmd_generate(a) -> int:
     first_prog = instruments[0][0] if instruments and not instruments[0][1] else 0
     tempo = a.tempo or 120.0
     meter = a.meter or (4, 4)
-    prompt = None
+    from cadenza.tasks import load_model
+
+    model = load_model(a.model)
+    prompt, chords = None, None
+    if a.repeat > 1 and not a.chords:
+        raise CadenzaError("--repeat repeats a --chords progression; give --chords")
     if a.prompt:
         prompt = read_score(a.prompt)
     elif a.notes:
         prompt = parse_notes(a.notes, tempo=tempo, program=first_prog, time_signature=meter)
+    elif a.chords and getattr(model.tokenizer, "chords_on", False):
+        chords = _bar_chords(a.chords) * a.repeat  # conditioning: the model writes over them
     elif a.chords:
-        prompt = parse_chords(a.chords, tempo=tempo, program=first_prog, time_signature=meter)
-    from cadenza.tasks import load_model
-
-    model = load_model(a.model)
+        text = " | ".join([a.chords.strip().strip("|").strip()] * a.repeat)
+        prompt = parse_chords(text, tempo=tempo, program=first_prog, time_signature=meter)
     kw = dict(bars=a.bars, seconds=a.seconds, max_tokens=a.max_tokens, style=a.style, instruments=instruments,
               tempo=a.tempo, time_signature=a.meter, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
               repetition_penalty=a.repetition_penalty, seed=a.seed, variations=a.variations,
-              repeat=_repeat(a.repeat))
+              repeat=_repeat(a.restate), key=a.key, chords=chords)
     # progress in the unit the length was asked in: seconds of music, bars, or tokens
     if a.seconds:
         total, unit = a.seconds, "s"
     elif a.max_tokens and not a.bars:
         total, unit = a.max_tokens, "tok"
     else:
-        total, unit = a.bars or 16, "bar"
+        total, unit = a.bars or (len(chords) if chords else 16), "bar"
     bar = None
     if not a.quiet and sys.stderr.isatty() and not a.stream:
         from tqdm import tqdm

@@ -34,8 +34,8 @@ class StopConfig:
         return int(max(8192, 400 * (self.seconds or 0), 800 * (self.bars or 0)))
 
     def reached(self, state, start_bars: int, start_seconds: float, n_new: int) -> bool:
-        """Checked when the model proposes a new Bar: stop before starting it."""
-        if self.bars is not None and state.bars - start_bars >= self.bars:
+        """True in the last bar asked for: where the model would start another bar, the piece ends."""
+        if self.bars is not None and state.bars - start_bars + 1 >= self.bars:
             return True
         if self.seconds is not None and state.seconds + state.bar_quarters() * 60 / state.qpm - start_seconds >= self.seconds:
             return True
@@ -106,7 +106,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     for st in states:
         for t in prompt:
             st.advance(int(t))
-    start_bars, start_secs = states[0].bars, states[0].seconds
+    start_bars, start_secs = max(states[0].bars, 1), states[0].seconds  # a header-only prompt: bar 1 is new
     # A continuation's current bar is the prompt's (old); from nothing, the prompt has opened bar 1
     # and its content is new. Count so that `bars` new bars follow the prompt's last bar either way.
     if any(tokenizer.type_of[t] in (T_PITCH, T_DRUM) for t in prompt):
@@ -182,12 +182,15 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                 masks[b] = False
                 masks[b, pad] = True
                 continue
-            if stop.reached(st, start_bars, start_secs, n_new) or limit_hit:
-                # no new bar; finish the current note, then end
+            if limit_hit:  # out of tokens: no new bar; finish the current note, then end
                 masks[b] &= ~bar_ids
                 if st.complete():
                     masks[b] = False
                     masks[b, eos] = True
+            elif stop.reached(st, start_bars, start_secs, n_new):
+                # the last bar: it is written whole, and where a new bar would begin the piece ends
+                masks[b, eos] = bool(masks[b][bar_ids].any())
+                masks[b] &= ~bar_ids
             elif stop.bars is not None or stop.seconds is not None:
                 masks[b, eos] = False  # the user asked for a length: do not end early
         if sampling.repetition_penalty != 1.0:

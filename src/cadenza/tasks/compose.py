@@ -86,27 +86,39 @@ class CadenzaModel:
 
     # -- prompt handling -------------------------------------------------
     def _prompt_ids(self, prompt: symusic.Score | None, style: str | None, tempo: float | None,
-                    meter: tuple[int, int]) -> tuple[list[int], list[int]]:
-        """(all prompt ids, the ids the model sees): a long prompt is cut to its recent bars."""
+                    meter: tuple[int, int], key=None, insts=None) -> tuple[list[int], list[int], list[int]]:
+        """(all prompt ids, the ids the model sees, tokens to force at the start of bar 1): a long
+        prompt is cut to its recent bars. ``key`` and ``insts`` go into the header of a model with
+        those controls (from nothing and not given, the model writes them itself)."""
         tok = self.tokenizer
-        head = tok.header(style)
         if prompt is None or prompt.note_num() == 0:
             # an empty piece: the first bar and meter are given; the tempo too when asked for,
             # else the model picks one that suits the style
-            ids = head + [int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[meter], int(tok.ids_of_type[6][0])]
-            ids = ids + [tok.nearest_tempo_id(tempo)] if tempo else ids
-            return ids, ids
-        ids = tok.encode(prompt, style)
+            head = tok.header(style, key, insts)
+            start = [int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[meter]]
+            lead = [int(tok.ids_of_type[6][0])] + ([tok.nearest_tempo_id(tempo)] if tempo else [])
+            # a control model writes what the header lacks (key, instruments) itself, and the bar's
+            # chord before its first position: the tempo asked for is then forced after those
+            unfinished = (tok.key_on and key is None) or (tok.insts_on and insts is None)
+            if tok.chords_on or unfinished:
+                ids = head if unfinished else head + start
+                return ids, ids, lead if tempo else []
+            ids = head + start + lead
+            return ids, ids, []
+        ids = tok.encode(prompt, style, key=key if key is not None else "auto",
+                         instruments=insts if insts is not None else "auto")
+        head = ids[:tok.header_len(ids)]
         seen = ids
         limit = self.model.cfg.max_seq_len - 64
         if len(ids) > limit:  # keep the header and the most recent bars of a long prompt
             body = ids[len(head):][-(limit - len(head)):]
             first_bar = next((j for j, t in enumerate(body) if tok.type_of[t] == T_BAR), 0)
             seen = head + body[first_bar:]
-        return ids, seen
+        return ids, seen, []
 
     def _prepare(self, prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
-                 temperature, top_k, top_p, repetition_penalty, seed, variations, repeat="auto") -> dict:
+                 temperature, top_k, top_p, repetition_penalty, seed, variations, repeat="auto", key=None,
+                 chords=None) -> dict:
         """Check the request and turn it into the engine's arguments (shared by generate and stream_notes)."""
         from cadenza.score import parse_instrument, read_score
 
@@ -150,7 +162,32 @@ class CadenzaModel:
             programs = sorted(set(progs))
         elif prompt is not None and prompt.note_num() > 0:
             programs = sorted({-1 if t.is_drum else t.program for t in prompt.tracks if len(t.notes)})
-        full_ids, ids = self._prompt_ids(prompt, style, tempo, meter)
+        key_t = None
+        if key is not None:
+            if not tok.key_on:
+                raise CadenzaError(f"model {self.name} has no key control (models from recipes/arrange_model.sh have)")
+            from cadenza.score.chords import _pitch_class
+            from cadenza.score.keys import parse_key
+
+            tonic, mode, _ = parse_key(key)
+            key_t = (_pitch_class(tonic), mode)
+        full_ids, ids, lead = self._prompt_ids(prompt, style, tempo, meter, key_t,
+                                               programs if tok.insts_on else None)
+        constraints = {"programs": programs, "time_signature": meter}
+        if lead:
+            constraints["forced"] = {1: lead}
+        if chords is not None:
+            if not tok.chords_on:
+                raise CadenzaError(f"model {self.name} cannot follow chords (models from recipes/arrange_model.sh "
+                                   "can); give them as a seed instead")
+            from cadenza.score.harmony import parse_chord
+
+            plan = [parse_chord(c) for c in chords]
+            continuing = prompt is not None and prompt.note_num() > 0
+            first = (sum(1 for t in ids if tok.type_of[t] == T_BAR) + 1) if continuing else 1
+            constraints["chords"] = {first + k: c for k, c in enumerate(plan)}
+            if bars is None and seconds is None and max_tokens is None:
+                bars = len(plan)
         if bars is None and seconds is None and max_tokens is None:
             bars = 16
         if repeat == "auto":  # the style's own rate of restated bars, measured on the training pieces
@@ -163,8 +200,7 @@ class CadenzaModel:
                                   repetition_penalty=repetition_penalty, seed=seed,
                                   repeat_rate=None if repeat is None else float(repeat)).validate()
         return dict(prompt=prompt, full_ids=full_ids, ids=ids, sampling=sampling, tempo=tempo,
-                    stop=StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens),
-                    constraints={"programs": programs, "time_signature": meter})
+                    stop=StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens), constraints=constraints)
 
     def generate(self, prompt: symusic.Score | str | os.PathLike | None = None, *, bars: int | None = None,
                  seconds: float | None = None, max_tokens: int | None = None, style: str | None = None,
@@ -172,7 +208,7 @@ class CadenzaModel:
                  time_signature: tuple[int, int] | None = None, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 0.95, repetition_penalty: float = 1.0, seed: int | None = None,
                  variations: int = 1, progress: Callable[[int], None] | None = None, compile: bool = False,
-                 repeat: float | str | None = "auto"):
+                 repeat: float | str | None = "auto", key: str | None = None, chords: list[str] | None = None):
         """Continue ``prompt`` (a Score, a file path, or None) and return a Score (a list if variations > 1).
 
         ``instruments`` is a list of GM programs, names, or (program, is_drum) pairs; only those sound
@@ -181,9 +217,11 @@ class CadenzaModel:
         seconds to compile first; worth it for long pieces). ``repeat``: the share of bars that may
         restate one of the last 1, 2 or 4 bars ("auto": the style's own rate from the model's
         config; "off" or None: no control; or a number in [0, 1]), see engine/repeat.py.
+        ``key`` ("D minor") and ``chords`` (one symbol per new bar, e.g. ["Am", "F", "C", "G"]; the
+        default length is then the progression's) need a model with those controls.
         """
         r = self._prepare(prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
-                          temperature, top_k, top_p, repetition_penalty, seed, variations, repeat)
+                          temperature, top_k, top_p, repetition_penalty, seed, variations, repeat, key, chords)
         result = generate(self.model, self.tokenizer, r["ids"], n=variations, sampling=r["sampling"],
                           stop=r["stop"], constraints=r["constraints"], progress=progress, compile=compile)
         # decode new tokens after the *whole* prompt, so they land after it even when it was cut
@@ -199,7 +237,8 @@ class CadenzaModel:
                      top_p: float = 0.95, repetition_penalty: float = 1.0, seed: int | None = None,
                      variations: int = 1, on_token: Callable[[int, int], None] | None = None,
                      scores_out: list | None = None, compile: bool = False,
-                     repeat: float | str | None = "auto", observe=None) -> Iterator[NoteEvent]:
+                     repeat: float | str | None = "auto", observe=None, key: str | None = None,
+                     chords: list[str] | None = None) -> Iterator[NoteEvent]:
         """Like ``generate``, but yields each new note (a NoteEvent) as soon as its tokens are complete.
 
         Times are on the piece's clock (seconds from the start of the prompt), so the notes of a
@@ -212,7 +251,7 @@ class CadenzaModel:
         from cadenza.engine.notes import NoteDecoder
 
         r = self._prepare(prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
-                          temperature, top_k, top_p, repetition_penalty, seed, variations, repeat)
+                          temperature, top_k, top_p, repetition_penalty, seed, variations, repeat, key, chords)
         decoders = []
         pr = r["prompt"]
         # a continuation keeps the prompt's own tempo map (see _to_score): time the new notes by it

@@ -129,7 +129,8 @@ class RemiState:
         if self.forced:
             return ("forced", self.forced[0])
         return (self.last, self.pos if self.last in (T_POS, T_TEMPO, T_DUR) else -1,
-                self.tsig if self.last in (T_POS, T_TEMPO, T_DUR, T_CHORD) else None, self.drum,
+                self.tsig if self.last in (T_POS, T_TEMPO, T_DUR, T_CHORD, T_TSIG, T_GIVEN, T_FREE) else None,
+                self.drum,
                 self.last_inst if self.last == T_INST else None,
                 self.insts if self.last in (T_POS, T_TEMPO, T_DUR) else None, self.given, self.future)
 
@@ -472,11 +473,13 @@ class RemiTokenizer:
         return np.flatnonzero(self.type_of[tokens] == T_BAR)
 
     # ---- grammar ---------------------------------------------------------
-    def start_state(self, programs=None, time_signature=None, chords=None, given=None) -> RemiState:
+    def start_state(self, programs=None, time_signature=None, chords=None, given=None, forced=None) -> RemiState:
         """A fresh state; ``programs`` (GM numbers, -1 = drums) and ``time_signature`` constrain output;
         ``chords`` ({bar number from 1: (root, quality) or None}) fixes those bars' Chord tokens;
         ``given`` ({bar number: token ids of its given block, ``Given`` ... ``Free``}) fixes the
-        material each of those bars starts with (see ``given_blocks``)."""
+        material each of those bars starts with (see ``given_blocks``); ``forced`` ({bar number: token
+        ids}) more tokens each of those bars must begin with (after its chord and given block), e.g.
+        a Position and a Tempo."""
         prog_ids = None
         if programs is not None:
             prog_ids = frozenset(self.program_id[p] for p in programs)
@@ -498,6 +501,8 @@ class RemiTokenizer:
                 raise CadenzaError("this model cannot take given material (it has no infill control)")
             for b, block in given.items():
                 plan.setdefault(int(b), []).extend(int(t) for t in block)
+        for b, toks in (forced or {}).items():
+            plan.setdefault(int(b), []).extend(int(t) for t in toks)
         return RemiState(self, prog_ids, ts_ids, plan or None)
 
     def positions_in_bar(self, tsig: tuple[int, int]) -> int:
@@ -573,15 +578,15 @@ class RemiTokenizer:
         elif last == T_TSIG and self.chords_on:
             m[ids[T_CHORD]] = True
         elif last in (T_TSIG, T_CHORD):
-            m[ids[T_POS]] = True
+            later_positions()  # only positions inside the bar (its meter is known now)
             bar_may_end()
             if self.infill_on:
                 m[self.given_id] = True
         elif last == T_GIVEN:
-            m[ids[T_POS]] = True
+            later_positions()
             m[self.free_id] = True
         elif last == T_FREE:
-            m[ids[T_POS]] = True
+            later_positions()
             bar_may_end()
         elif last == T_POS:
             m[ids[T_TEMPO]] = True
