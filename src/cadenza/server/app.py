@@ -377,7 +377,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bars = body.bars if body.bars is not None or body.seconds is not None else 8
         kw = dict(bars=bars if body.seconds is None else None, seconds=body.seconds, style=body.style,
                   instruments=inst, tempo=body.tempo, time_signature=meter, temperature=body.temperature,
-                  top_p=body.top_p, seed=body.random_seed)
+                  top_p=body.top_p, seed=body.random_seed, key=body.key or None)
 
         def work(job, ctx):
             cm = ctx.get("model", name)
