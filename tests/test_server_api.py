@@ -165,7 +165,7 @@ def test_server_serves_nothing_outside_its_files(client):
     ({"temperature": 0}, "temperature"), ({"top_p": 1.5}, "top_p"), ({"style": "zydeco"}, "zydeco"),
     ({"model": "nope"}, "unknown model"), ({"model": "chorale"}, "unknown model"), ({"instruments": ["kazooo"]}, "kazooo"),
     ({"key": "D minor"}, "no key control"), ({"meter": "7"}, "meter"), ({"tempo": 5}, "tempo"), ({"colour": "red"}, "colour"),
-    ({"random_seed": -1}, "random_seed"),
+    ({"random_seed": -1}, "random_seed"), ({"chords": "| Am | F |"}, "cannot follow chords"), ({"repeat": 0}, "repeat"),
 ])
 def test_generate_rejects_bad_parameters(client, body, words):
     r = client.post("/api/generate", json=body)
@@ -293,3 +293,27 @@ def test_learn_steps_and_surprise(client):
 def test_page_is_served(client):
     r = client.get("/")
     assert r.status_code == 200 and "<html" in r.text.lower()
+
+
+def test_chords_and_key_with_a_control_model(tmp_path):
+    import torch
+
+    from cadenza.model import ModelConfig, Transformer, save_model_folder
+    from cadenza.tokenizers import RemiSpec, RemiTokenizer
+
+    tok = RemiTokenizer(RemiSpec(controls=["key", "instruments", "chords", "infill"]))
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_layers=1, n_heads=4, d_ff=64, max_seq_len=256))
+    save_model_folder(tmp_path / "ctl", m, {"name": "ctl", "family": "remi-lm", "tokenizer": tok.to_config(),
+                                            "styles": tok.styles, "license": "test", "default_style": "pop"})
+    with TestClient(create_app(Settings(model=str(tmp_path / "ctl"), workers=1))) as c:
+        info = next(x for x in c.get("/api/options").json()["models"] if x["name"] == str(tmp_path / "ctl"))
+        assert info["key_control"] and info["chord_control"]
+        r = c.post("/api/generate", json={"chords": "| Am | F | C | G |", "repeat": 2, "key": "A minor",
+                                          "instruments": ["flute"], "random_seed": 1})
+        assert r.status_code == 202, r.text
+        done = events(c, r.json()["id"])[-1]
+        assert done[0] == "done" and max(n["bar"] for n in done[1]["take"]["notes"]) <= 8
+        assert all(n["program"] == 73 for n in done[1]["take"]["notes"])
+        r = c.post("/api/generate", json={"chords": "| Am | Qx |"})
+        assert r.status_code == 422 and "bar 2" in r.json()["detail"]

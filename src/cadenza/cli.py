@@ -353,25 +353,6 @@ def _note_line(ev, takes: int = 1) -> str:
             f"{instrument_name(ev.program, ev.is_drum)}")
 
 
-def _bar_chords(text: str) -> list[str]:
-    """'| Am | F | C G |' -> ['Am', 'F', 'C'] (a bar's first chord: the models know one chord per bar);
-    without bar lines, one chord per bar: 'C G Am F' -> ['C', 'G', 'Am', 'F']."""
-    from cadenza.score.harmony import parse_chord
-
-    bars = [b.split() for b in text.split("|") if b.strip()] if "|" in text else [[c] for c in text.split()]
-    if not bars:
-        raise CadenzaError("--chords has no chord symbols")
-    out = []
-    for k, bar in enumerate(bars, 1):
-        sym = "N.C." if bar[0] == "%" and not out else (out[-1] if bar[0] == "%" else bar[0])
-        try:
-            parse_chord(sym)
-        except CadenzaError as e:
-            raise CadenzaError(f"--chords bar {k}: {e}") from None
-        out.append(sym)
-    return out
-
-
 def cmd_generate(a) -> int:
     from cadenza.score import parse_chords, parse_instruments, parse_notes, read_score
 
@@ -394,7 +375,9 @@ def cmd_generate(a) -> int:
     elif a.notes:
         prompt = parse_notes(a.notes, tempo=tempo, program=first_prog, time_signature=meter)
     elif a.chords and getattr(model.tokenizer, "chords_on", False):
-        chords = _bar_chords(a.chords) * a.repeat  # conditioning: the model writes over them
+        from cadenza.score.harmony import bar_chords
+
+        chords = bar_chords(a.chords, "--chords") * a.repeat  # conditioning: the model writes over them
     elif a.chords:
         text = " | ".join([a.chords.strip().strip("|").strip()] * a.repeat)
         prompt = parse_chords(text, tempo=tempo, program=first_prog, time_signature=meter)

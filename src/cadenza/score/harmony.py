@@ -90,6 +90,24 @@ def parse_chord(text: str) -> Chord | None:
     return root, _nearest_quality(intervals)
 
 
+def bar_chords(text: str, where: str = "chords") -> list[str]:
+    """'| Am | F | C G |' -> ['Am', 'F', 'C'] (a bar's first chord: the models know one chord per bar;
+    '%' repeats the previous bar); without bar lines, one chord per bar: 'C G Am F'. Each is checked."""
+    bars = [b.split() for b in (text or "").split("|") if b.strip()] if "|" in (text or "") else \
+        [[c] for c in (text or "").split()]
+    if not bars:
+        raise ScoreError(f"{where} has no chord symbols")
+    out: list[str] = []
+    for k, bar in enumerate(bars, 1):
+        sym = (out[-1] if out else "N.C.") if bar[0] == "%" else bar[0]
+        try:
+            parse_chord(sym)
+        except ScoreError as e:
+            raise ScoreError(f"{where} bar {k}: {e}") from None
+        out.append(sym)
+    return out
+
+
 # ------------------------------------------------------------------------------- pitch classes
 def _pitched(score: symusic.Score):
     for t in score.tracks:

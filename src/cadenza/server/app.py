@@ -67,6 +67,8 @@ class Generate(Body):
     key: str | None = None
     meter: str | None = None
     instruments: list[str] | None = Field(None, max_length=16)
+    chords: str | None = Field(None, max_length=2000)
+    repeat: Annotated[int, Field(ge=1, le=16)] = 1
     random_seed: RandomSeed = None
 
 
@@ -138,7 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             seen.update({m["name"], Path(m["path"]).resolve()})
             infos.append({"name": m["name"], "family": cfg.get("family", "?"), "styles": cfg.get("styles", []),
                           "default_style": cfg.get("default_style"),
-                          "key_control": "key" in (cfg.get("tokenizer") or {}).get("controls", [])})
+                          "key_control": "key" in (cfg.get("tokenizer") or {}).get("controls", []),
+                          "chord_control": "chords" in (cfg.get("tokenizer") or {}).get("controls", [])})
         return infos
 
     infos = model_infos()
@@ -374,10 +377,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if body.key and not by_name[name]["key_control"]:
             raise HTTPException(422, f"model {name} has no key control yet; leave key empty")
         meter, inst = _meter(body.meter), instruments(body.instruments)
-        bars = body.bars if body.bars is not None or body.seconds is not None else 8
+        chords = None
+        if body.chords:
+            if not by_name[name]["chord_control"]:
+                raise HTTPException(422, f"model {name} cannot follow chords; type them as a seed instead")
+            from cadenza.score.harmony import bar_chords
+
+            chords = bar_chords(body.chords) * body.repeat  # a ScoreError is a 422 with its message
+        default_bars = len(chords) if chords else 8
+        if chords and len(chords) > settings.max_bars:
+            raise HTTPException(422, f"chords: at most {settings.max_bars} bars (got {len(chords)})")
+        bars = body.bars if body.bars is not None or body.seconds is not None else default_bars
         kw = dict(bars=bars if body.seconds is None else None, seconds=body.seconds, style=body.style,
                   instruments=inst, tempo=body.tempo, time_signature=meter, temperature=body.temperature,
-                  top_p=body.top_p, seed=body.random_seed, key=body.key or None)
+                  top_p=body.top_p, seed=body.random_seed, key=body.key or None, chords=chords)
 
         def work(job, ctx):
             cm = ctx.get("model", name)

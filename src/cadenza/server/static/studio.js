@@ -138,6 +138,8 @@ function onModelChange() {
   if (!m.key_control) key.value = "";
   $("key-hint").hidden = !!m.key_control;
   key.title = m.key_control ? "" : "This model has no key control";
+  for (const id of ["chords-follow", "chords-repeat"]) $(id).disabled = !m.chord_control;
+  $("chords-hint").hidden = !!m.chord_control;
 }
 
 async function loadOptions() {
@@ -219,6 +221,8 @@ function generateBody(seedTake) {
     key: $("key").disabled ? null : ($("key").value || null),
     meter: $("meter").value || null,
     instruments: instruments.length ? instruments : null,
+    chords: $("chords-follow").disabled ? null : ($("chords-follow").value.trim() || null),
+    repeat: $("chords-follow").disabled ? 1 : (num("chords-repeat", { optional: true, int: true }) || 1),
   };
 }
 
