@@ -40,3 +40,16 @@ def test_packed_rows_hold_whole_windows_without_padding():
     assert (y != -100).all() and (x != tok.pad_id).all()
     assert (x[:, 0] == BOS).all() and (x == BOS).sum(axis=1).min() >= 3
     assert not (y == BOS).any()  # nothing is asked to predict the next piece's header
+
+
+def test_music21_corpora_tokenize_in_worker_processes_with_the_same_ids(tmp_path):
+    from cadenza.tokenizers import RemiSpec, RemiTokenizer
+    from cadenza.train.corpora import Source, _tokenized, build_shards, iter_pieces
+
+    tok = RemiTokenizer(RemiSpec(controls=["key", "instruments", "chords", "infill"], styles=["chorale"]))
+    src = Source("music21:bach", "chorale")
+    shards = build_shards([src], tok, tmp_path, max_pieces=4)
+    ids = [p for sh in shards.values() for p in sh.ids]
+    assert len([p for p in ids if not p.endswith("#given")]) == 4 and any(p.endswith("#given") for p in ids)
+    first = next(_tokenized(src, tok))
+    assert first[0] == next(iter_pieces(src))[0] and tok.check(first[1][0][1]) == []

@@ -253,11 +253,8 @@ def build_shards(sources: list[Source], tokenizer, out_dir: Path, valid_fraction
     collected: dict[tuple[str, str], list[tuple[str, np.ndarray]]] = {}
     for src in sources:
         count = 0
-        for pid, score in tqdm(iter_pieces(src), desc=f"tokenizing {src.spec}", unit="piece", leave=False):
-            try:
-                variants = encode_variants(tokenizer, src, pid, score)
-            except Exception:  # noqa: BLE001 - miditok rejects a few odd files; skip them, do not stop
-                continue
+        for pid, variants in tqdm(_tokenized(src, tokenizer), desc=f"tokenizing {src.spec}", unit="piece",
+                                  leave=False):
             if not variants or len(variants[0][1]) < 16:
                 continue
             split = "valid" if is_valid(pid, valid_fraction) else "train"
@@ -277,6 +274,51 @@ def build_shards(sources: list[Source], tokenizer, out_dir: Path, valid_fraction
         sh.save(out_dir / f"{style}-{split}.npz")
     manifest.write_text(json.dumps({"key": key, "shards": sorted(shards)}))
     return shards
+
+
+def _tokenized(src: Source, tokenizer):
+    """(piece id, encode_variants(...) or None) for every piece of a source. music21's parser takes
+    about a second per Palestrina mass movement, so music21 corpora are parsed in worker processes
+    (one per core, at most 8); the rest is fast enough in this one."""
+    workers = min(os.cpu_count() or 1, 8)
+    if src.spec.startswith("music21:") and workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        paths = _music21_paths(src.spec.split(":", 1)[1])
+        ex = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(tokenizer.to_config(),))
+        try:
+            yield from ex.map(_music21_piece, [(src.spec, src.style, str(p)) for p in paths], chunksize=2)
+        finally:  # a caller that stops early (max_pieces) does not wait for the rest
+            ex.shutdown(wait=True, cancel_futures=True)
+        return
+    for pid, score in iter_pieces(src):
+        try:
+            yield pid, encode_variants(tokenizer, src, pid, score)
+        except Exception:  # noqa: BLE001 - miditok rejects a few odd files; skip them, do not stop
+            yield pid, None
+
+
+_worker_tokenizer = None
+
+
+def _init_worker(tok_config: dict) -> None:
+    global _worker_tokenizer
+    from cadenza.tokenizers import tokenizer_from_config
+
+    _worker_tokenizer = tokenizer_from_config(tok_config)
+
+
+def _music21_piece(job: tuple[str, str, str]):
+    import music21
+
+    from cadenza.score import from_music21
+
+    spec, style, path = job
+    pid = f"{spec}/{Path(path).name}"
+    try:
+        return pid, encode_variants(_worker_tokenizer, Source(spec, style), pid, from_music21(music21.corpus.parse(path)))
+    except Exception:  # noqa: BLE001 - a corpus file music21 cannot parse is skipped
+        return pid, None
 
 
 class WindowSampler:
