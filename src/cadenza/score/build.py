@@ -65,3 +65,9 @@ def ticks_to_seconds(score: symusic.Score, ticks) -> np.ndarray:
     x = np.asarray(ticks, dtype=np.float64)
     i = np.clip(np.searchsorted(t0, x, side="right") - 1, 0, len(t0) - 1)
     return s0[i] + (x - t0[i]) * per[i]
+
+
+def at_tpq(score: symusic.Score, tpq: int = TPQ) -> symusic.Score:
+    """A tick-based copy of ``score`` at ``tpq`` ticks per quarter (the models' own resolution)."""
+    score = score.to("tick")
+    return score.resample(tpq, min_dur=1) if score.tpq != tpq else score.copy()

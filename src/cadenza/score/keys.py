@@ -30,6 +30,14 @@ def parse_key(text: str) -> tuple[str, str, int]:
     return tonic, mode, sharps
 
 
+def key_pitch_class(text: str) -> tuple[int, str]:
+    """'D minor' -> (2, 'minor'): the tonic as a pitch class, as the models' Key tokens have it."""
+    from cadenza.score.chords import _pitch_class
+
+    tonic, mode, _ = parse_key(text)
+    return _pitch_class(tonic), mode
+
+
 def key_signature(text: str, time: int = 0) -> symusic.KeySignature:
     _, mode, sharps = parse_key(text)
     return symusic.KeySignature(time, sharps, 1 if mode == "minor" else 0)

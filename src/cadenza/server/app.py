@@ -121,12 +121,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     results = Path(settings.results_dir) if settings.results_dir else Path(tempfile.mkdtemp(prefix="cadenza-studio-"))
     results.mkdir(parents=True, exist_ok=True)
 
-    from cadenza.tasks import list_models, load_model
+    from cadenza.tasks import find_model, list_models, load_model
     from cadenza.tasks.harmonize import Harmonizer
 
     def model_infos() -> list[dict]:
         from cadenza.model import read_config
-        from cadenza.tasks import find_model
 
         infos, seen = [], set()
         entries = list_models()
@@ -151,15 +150,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     default_model = gen_models[0]["name"]
     by_name = {m["name"]: m for m in infos}
     queue = JobQueue(settings.max_queue, settings.workers, settings.max_jobs,
-                     {"model": lambda name: load_model(_path(name)),
+                     {"model": lambda name: load_model(find_model(name)),
                       "harmonizer": lambda name: Harmonizer.load(name)})
     takes = studio.TakeStore(settings.max_takes)
     takes.on_forget = lambda tid: shutil.rmtree(results / tid, ignore_errors=True)
-
-    def _path(name: str):
-        from cadenza.tasks import find_model
-
-        return find_model(name if name != settings.model else settings.model)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -230,13 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return None
         from cadenza.score import parse_instrument
 
-        out = []
-        for n in names:
-            try:
-                out.append(parse_instrument(n))
-            except CadenzaError as e:
-                raise HTTPException(422, str(e)) from None
-        return out
+        return [parse_instrument(n) for n in names]  # an unknown name: a 422 from the CadenzaError handler
 
     # -- meta --------------------------------------------------------------------------------
     @app.get("/api/health")
@@ -314,10 +302,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             fn = parse_notes if body.notes is not None else parse_chords
             text = body.notes if body.notes is not None else body.chords
-            try:
-                score = fn(text, tempo=body.tempo or 120.0, program=inst[0], time_signature=meter)
-            except CadenzaError as e:
-                raise HTTPException(422, str(e)) from None
+            score = fn(text, tempo=body.tempo or 120.0, program=inst[0], time_signature=meter)
             if score.note_num() == 0:
                 raise HTTPException(422, "no notes in the text")
             label = ("notes: " if body.notes is not None else "chords: ") + (text[:40] + ("..." if len(text) > 40 else ""))
@@ -490,8 +475,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return await asyncio.wrap_future(job.future)
         except Cancelled:
             raise HTTPException(409, "cancelled") from None
-        except CadenzaError as e:
-            raise HTTPException(422, str(e)) from None
 
     @app.post("/api/learn")
     async def learn(body: Learn):

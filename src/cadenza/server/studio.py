@@ -19,20 +19,15 @@ import symusic
 from cadenza.errors import CadenzaError
 from cadenza.eval.metrics import bar_starts
 from cadenza.score import instrument_name, pitch_name
+from cadenza.score.build import at_tpq
+from cadenza.score.build import ticks_to_seconds as to_seconds
 
 TPQ = 480
 
 
 # ---------------------------------------------------------------------------------------- time
-def to_seconds(score: symusic.Score, ticks) -> np.ndarray:
-    from cadenza.score.build import ticks_to_seconds
-
-    return ticks_to_seconds(score, ticks)
-
-
 def normalize(score: symusic.Score) -> symusic.Score:
-    score = score.to("tick")
-    return score.resample(TPQ, min_dur=1) if score.tpq != TPQ else score.copy()
+    return at_tpq(score, TPQ)
 
 
 def meter_of(score: symusic.Score) -> tuple[int, int]:
@@ -212,21 +207,10 @@ def regenerate_bars(job, cm, take: Take, first: int, last: int, **kw) -> symusic
     eps = 1e-6
     out = stream_into(job, cm, prompt, keep=lambda ev: a_sec - eps <= ev.start < b_sec - eps, bars=new_bars,
                       instruments=instruments, time_signature=meter, **kw)
-    result = s.copy()
-    for tr in result.tracks:  # drop what was in the region
-        keep = [n for n in tr.notes if not a <= n.time < b]
-        tr.notes.clear()
-        tr.notes.extend(keep)
-    for tr in out.tracks:
-        target = next((t for t in result.tracks if t.program == tr.program and t.is_drum == tr.is_drum), None)
-        if target is None:
-            result.tracks.append(symusic.Track(tr.name, tr.program, tr.is_drum))
-            target = result.tracks[-1]
-        for n in tr.notes:
-            if a <= n.time < b:  # the new notes; they end by the region's end
-                target.notes.append(symusic.Note(n.time, max(1, min(n.duration, b - n.time)), n.pitch, n.velocity))
-        target.notes.sort()
-    return result
+    from cadenza.tasks.arrange import merge_region
+
+    # the region's old notes out, the new ones in (they end by the region's end)
+    return merge_region(s, out, a, b, clear=set(range(len(s.tracks))))
 
 
 def learn_json(steps) -> dict:

@@ -15,6 +15,7 @@ import symusic
 
 from cadenza.engine import StopConfig, stream
 from cadenza.errors import CadenzaError
+from cadenza.score.build import at_tpq
 from cadenza.tokenizers.remi import T_BAR, T_DRUM, T_DUR, T_PITCH, T_PROG, T_VEL
 
 TPQ = 480
@@ -29,11 +30,6 @@ def _require(cm, *controls: str) -> None:
                            "(train one with recipes/arrange_model.sh)")
 
 
-def _ticks(score: symusic.Score) -> symusic.Score:
-    score = score.to("tick")
-    return score.resample(TPQ, min_dur=1) if score.tpq != TPQ else score.copy()
-
-
 def _programs(score: symusic.Score, tracks=None) -> list[int]:
     return sorted({-1 if t.is_drum else int(t.program) for k, t in enumerate(score.tracks)
                    if len(t.notes) and (tracks is None or k in tracks)})
@@ -45,17 +41,18 @@ def _meter(score: symusic.Score) -> tuple[int, int]:
 
 
 def _key(cm, score, key):
-    if key is None or not cm.tokenizer.key_on:
-        if key is not None:
-            raise CadenzaError(f"model {cm.name} has no key control")
-        from cadenza.score.harmony import estimate_key
+    """The key for the header: the one asked for, else the score's own (estimated)."""
+    if key is not None and not cm.tokenizer.key_on:
+        raise CadenzaError(f"model {cm.name} has no key control")
+    if not cm.tokenizer.key_on:
+        return None
+    if key is not None:
+        from cadenza.score.keys import key_pitch_class
 
-        return estimate_key(score) if cm.tokenizer.key_on else None
-    from cadenza.score.chords import _pitch_class
-    from cadenza.score.keys import parse_key
+        return key_pitch_class(key)
+    from cadenza.score.harmony import estimate_key
 
-    tonic, mode, _ = parse_key(key)
-    return _pitch_class(tonic), mode
+    return estimate_key(score)
 
 
 def _sample(cm, prompt, n_bars, constraints, temperature, top_p, seed, progress):
@@ -80,12 +77,20 @@ def _new_notes(cm, structure: list[int], new: list[int]) -> symusic.Score:
     return tok.decode(body)
 
 
-def _merge(base: symusic.Score, new: symusic.Score, lo: int = 0, hi: int | None = None,
-           separate: bool = False) -> symusic.Score:
-    """``base`` plus the notes of ``new`` that start in [lo, hi) (cut to end by ``hi``)."""
+def merge_region(base: symusic.Score, new: symusic.Score, lo: int = 0, hi: int | None = None,
+                 clear: set[int] | None = None, separate: bool = False) -> symusic.Score:
+    """``base`` (its tracks in ``clear`` emptied of notes starting in [lo, hi)) plus the notes of ``new``
+    starting in [lo, hi), cut to end by ``hi``: on the track of the same instrument, or on tracks of
+    their own (``separate``, or where there is none)."""
     from cadenza.score import instrument_name
 
     out = base.copy()
+    for k in clear or ():
+        tr = out.tracks[k]
+        keep = [n for n in tr.notes if not (n.time >= lo and (hi is None or n.time < hi))]
+        tr.notes.clear()
+        tr.notes.extend(keep)
+    n_base = len(out.tracks)
     for tr in new.tracks:
         target = None if separate else next((t for t in out.tracks if t.program == tr.program
                                              and t.is_drum == tr.is_drum), None)
@@ -97,7 +102,7 @@ def _merge(base: symusic.Score, new: symusic.Score, lo: int = 0, hi: int | None 
                 dur = n.duration if hi is None else max(1, min(n.duration, hi - n.time))
                 target.notes.append(symusic.Note(n.time, dur, n.pitch, n.velocity))
         target.notes.sort()
-    out.tracks = [t for t in out.tracks if len(t.notes) or t in base.tracks]
+    out.tracks = list(out.tracks[:n_base]) + [t for t in out.tracks[n_base:] if len(t.notes)]
     return out
 
 
@@ -109,7 +114,7 @@ def arrange(cm, score: symusic.Score, add: list, *, style: str | None = None, ke
 
     _require(cm, "instruments", "infill")
     tok = cm.tokenizer
-    src = _ticks(score)
+    src = at_tpq(score)
     if src.note_num() == 0:
         raise CadenzaError("nothing to arrange: the score has no notes")
     if not add:
@@ -132,7 +137,7 @@ def arrange(cm, score: symusic.Score, add: list, *, style: str | None = None, ke
     head = tok.header(style, _key(cm, src, key), sorted(set(_programs(src)) | set(added)))
     prompt = head + [int(tok.ids_of_type[T_BAR][0])]
     new = _sample(cm, prompt, n_bars, constraints, temperature, top_p, seed, progress)
-    return _merge(src, _new_notes(cm, prompt, new), 0, int(_bar_edges(src, n_bars)[-1]), separate=True)
+    return merge_region(src, _new_notes(cm, prompt, new), 0, int(_bar_edges(src, n_bars)[-1]), separate=True)
 
 
 def _bar_edges(score: symusic.Score, n: int) -> np.ndarray:
@@ -149,7 +154,7 @@ def infill(cm, score: symusic.Score, first: int, last: int, *, tracks: list[int]
     knowing the bars after them."""
     _require(cm, "infill")
     tok = cm.tokenizer
-    src = _ticks(score)
+    src = at_tpq(score)
     n_bars = len(tok.split_bars(tok._body(src)))
     if not 1 <= first <= last:
         raise CadenzaError(f"bars {first}-{last}: give a range from bar 1 on, first <= last")
@@ -184,11 +189,5 @@ def infill(cm, score: symusic.Score, first: int, last: int, *, tracks: list[int]
         blocks = tok.given_blocks(kept, last)
         constraints["given"] = {k: blocks[k] for k in range(first, last + 1)}
     new = _sample(cm, prompt, last - first + 1, constraints, temperature, top_p, seed, progress)
-    out = src.copy()
-    for k, tr in enumerate(out.tracks):  # the chosen tracks lose what they had in the gap
-        if k in chosen:
-            keep = [n for n in tr.notes if not a <= n.time < b]
-            tr.notes.clear()
-            tr.notes.extend(keep)
     structure = prompt[prompt.index(tok.now_id) + 1:] if tok.now_id in prompt else prompt
-    return _merge(out, _new_notes(cm, prompt[:tok.header_len(prompt)] + structure, new), a, b)
+    return merge_region(src, _new_notes(cm, prompt[:tok.header_len(prompt)] + structure, new), a, b, clear=chosen)

@@ -17,6 +17,7 @@ from cadenza.engine import SamplingConfig, StopConfig, generate, stream
 from cadenza.engine.notes import NoteEvent
 from cadenza.errors import CadenzaError, ModelError
 from cadenza.model import load_model_folder, read_config
+from cadenza.score.build import at_tpq
 from cadenza.tokenizers import tokenizer_from_config
 from cadenza.tokenizers.remi import T_BAR, T_DUR, T_PITCH, T_DRUM, T_PROG, T_VEL
 
@@ -166,11 +167,9 @@ class CadenzaModel:
         if key is not None:
             if not tok.key_on:
                 raise CadenzaError(f"model {self.name} has no key control (models from recipes/arrange_model.sh have)")
-            from cadenza.score.chords import _pitch_class
-            from cadenza.score.keys import parse_key
+            from cadenza.score.keys import key_pitch_class
 
-            tonic, mode, _ = parse_key(key)
-            key_t = (_pitch_class(tonic), mode)
+            key_t = key_pitch_class(key)
         full_ids, ids, lead = self._prompt_ids(prompt, style, tempo, meter, key_t,
                                                programs if tok.insts_on else None)
         constraints = {"programs": programs, "time_signature": meter}
@@ -295,7 +294,7 @@ class CadenzaModel:
                 out.tempos.clear()
                 out.tempos.append(symusic.Tempo(0, qpm=float(tempo or 120.0)))
         else:
-            out = prompt.resample(480, min_dur=1) if prompt.tpq != 480 else prompt.copy()
+            out = at_tpq(prompt)
             for tr in new.tracks:
                 target = next((t for t in out.tracks if t.program == tr.program and t.is_drum == tr.is_drum), None)
                 if target is None:

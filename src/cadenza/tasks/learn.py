@@ -66,16 +66,14 @@ def learn_steps(cm, prompt: symusic.Score | None = None, *, notes: int = 16, top
             k = min(top, len(same))
             vals, idx = torch.topk(p[same], k)
             cands = [Candidate(pitch_of[int(same[i])], float(v)) for v, i in zip(vals, idx) if v > 0]
-            pending.append(Candidate(pitch_of[int(t)], float(p[int(t)])))
-            pending.append(cands)
+            pending[:] = [(Candidate(pitch_of[int(t)], float(p[int(t)])), cands)]
 
     steps: list[LearnStep] = []
     # bars=64: a length keeps the model from ending early (EOS is masked); we stop at `notes` notes
     it = cm.stream_notes(prompt, bars=64, max_tokens=notes * 64 + 256, observe=observe, on_token=on_token, **kw)
     try:
         for ev in it:
-            chosen, cands = pending[-2], pending[-1]
-            pending.clear()
+            (chosen, cands), = pending
             steps.append(LearnStep(ev, chosen, cands))
             if len(steps) >= notes:
                 break

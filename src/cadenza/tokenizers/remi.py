@@ -252,14 +252,13 @@ class RemiTokenizer:
         for i, ch in self.chord_of.items():
             if ch is not None:
                 up[i] = self.chord_id[chord_label(((ch[0] + 1) % 12, ch[1]))]
-        self._up = up
+        self._rotations = [np.arange(self.vocab_size)]  # [k]: token id -> its id k semitones up
+        for _ in range(11):
+            self._rotations.append(up[self._rotations[-1]])
 
     def rotate_controls(self, ids: np.ndarray, semitones: int) -> np.ndarray:
         """Key and Chord tokens moved by ``semitones`` (for transposition; pitches are moved elsewhere)."""
-        table = np.arange(self.vocab_size)
-        for _ in range(semitones % 12):
-            table = self._up[table]
-        return table[ids]
+        return self._rotations[semitones % 12][ids]
 
     # ---- protocol -------------------------------------------------------
     def to_config(self) -> dict:
