@@ -50,12 +50,18 @@ def nanmean(xs) -> float:
 
 # ----------------------------------------------------------------------------------------- speed
 def header_prompt(model, style: str | None) -> list[int]:
-    """BOS, style, then the first Bar/TimeSig/Position/Tempo, as compose.py does for an empty prompt."""
+    """BOS, style, then the first Bar/TimeSig/Position/Tempo, as compose.py does for an empty prompt.
+
+    A model with controls also gets a key (C major) and an instrument (piano) in its header and a
+    C major chord for bar 1, so the prompt is one its grammar accepts."""
+    from cadenza.score.harmony import chord_label
     from cadenza.tokenizers.remi import T_BAR
 
     tok = model.tokenizer
-    return tok.header(style) + [int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[(4, 4)],
-                                int(tok.ids_of_type[6][0]), tok.nearest_tempo_id(120.0)]
+    head = tok.header(style, (0, "major") if tok.key_on else None, [0] if tok.insts_on else None)
+    chord = [tok.chord_id[chord_label((0, "maj"))]] if tok.chords_on else []
+    return head + [int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[(4, 4)], *chord,
+                   int(tok.ids_of_type[6][0]), tok.nearest_tempo_id(120.0)]
 
 
 def tokens_per_second(model, style: str | None, n_tokens: int, seed: int = 0) -> tuple[float, int]:

@@ -9,7 +9,7 @@
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/arrange}
-STEPS=${STEPS:-2000}
+STEPS=${STEPS:-2000}  # extra arguments (e.g. --max-minutes 100) go to cadenza train
 cadenza train \
   --data "$DATA/pop909=pop" \
   --data "$DATA/nottingham=folk" \
@@ -21,4 +21,4 @@ cadenza train \
   --out "$OUT" --steps "$STEPS" --batch-size 16 --ctx 512 --pack --precision bf16 \
   --d-model 256 --layers 6 --heads 8 --d-ff 704 --lr 1e-3 --eval-every 200 \
   --name cadenza-arrange --license "mixed: Nottingham GPL-3.0, POP909 MIT, ASAP CC BY-NC-SA 4.0 (non-commercial), music21 corpus public domain; this model is for non-commercial use" \
-  ${RESUME:+--resume}
+  ${RESUME:+--resume} "$@"

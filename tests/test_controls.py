@@ -201,3 +201,58 @@ def test_training_data_has_given_variants_and_future_first_windows(full, tmp_pat
             assert full.check(w.tolist()) == [] and names.index("Now_None") > names.index("Future_None")
             assert full.controls_of(w)["key"] is not None
     assert seen >= 15
+
+
+def test_rule_made_drums_follow_the_bars_and_start_with_the_music():
+    from cadenza.train.drums import CRASH, KICK, with_drums
+
+    s = parse_chords("C Am F G C Am F G C Am")  # 10 bars of 4/4 at 480 tpq
+    for n in s.tracks[0].notes:
+        n.time += 1920  # music from bar 2
+    out = with_drums(s, np.random.default_rng(0))
+    drums = [t for t in out.tracks if t.is_drum]
+    assert len(drums) == 1 and len(s.tracks) == 1  # the input is not changed
+    times = [int(n.time) for n in drums[0].notes]
+    assert min(times) == 1920 and max(times) < out.end() and all(t % 120 == 0 for t in times)
+    kicks = {t // 1920 for t, n in zip(times, drums[0].notes) if n.pitch == KICK}
+    assert kicks >= set(range(1, 10)) - {8}  # a kick in every bar but the fill bar may skip none
+    assert [int(n.time) for n in drums[0].notes if n.pitch == CRASH] == [1920, 9 * 1920]
+    assert with_drums(out, np.random.default_rng(1)) is out  # drums already: unchanged
+
+
+def test_pop909_band_and_reinstrumented_windows_are_grammatical(full, tmp_path):
+    from cadenza.train.corpora import BASS_PROGRAMS, Shard, WindowSampler, pop909_band
+
+    s = parse_chords("C Am F G C Am F G")
+    for name, pitch in (("MELODY", 76), ("BRIDGE", 64), ("PIANO", 36)):
+        tr = make_score([(pitch + k % 3, 4 * k, 2, 80) for k in range(8)], program=0).tracks[0]
+        tr.name = name
+        s.tracks.append(tr)
+    s.tracks = s.tracks[1:]  # MELODY, BRIDGE and a low PIANO part, all program 0 as in POP909
+    progs = set()
+    for seed in range(12):
+        band = pop909_band(s, np.random.default_rng(seed))
+        assert band.tracks[2].program == 0 and band.note_num() >= s.note_num()
+        progs |= {t.program for t in band.tracks[:2]}
+    assert len(progs) >= 4
+    band = next(b for b in (pop909_band(s, np.random.default_rng(k)) for k in range(50))
+                if 0 not in {t.program for t in b.tracks[:2]})  # the low piano part is a program of its own
+    ids = np.array(full.encode(band, "pop", eos=True), dtype=np.uint16)
+    sh = Shard(ids, np.array([0, len(ids)]), full.window_starts(ids), ["a"])
+    sampler = WindowSampler({"pop": sh}, full, ctx=512, seed=3, transpose=0)
+    sampler.reinstrument, sampler.fim = 1.0, 0.0
+    moved = 0
+    base = ids[:512].astype(np.int64)
+    kinds = full.type_of[base]
+    for _ in range(20):
+        w = sampler._reinstrument(base)
+        assert full.check(w.tolist()) == []
+        keep = (kinds != T_PROG) & (kinds != T_INST)
+        assert (w[keep] == base[keep]).all()  # the notes stay, only their instruments change
+        moved += full.controls_of(w)["instruments"] != full.controls_of(base)["instruments"]
+        low = [full.value_of[int(w[j])] for j in range(len(w) - 1)
+               if full.type_of[int(w[j])] == T_PROG and full.value_of[int(w[j + 1])] == 36]
+        low = [p for p in low if p >= 0]  # (-1: drums, whose kick is also 36)
+        assert low and all(p in BASS_PROGRAMS for p in low)
+        assert full.check(sampler.window("pop").tolist()) == []
+    assert moved >= 18

@@ -190,16 +190,46 @@ def encode_variants(tokenizer, source: Source, pid: str, score: symusic.Score) -
     if not getattr(tokenizer, "chords_on", False) and not getattr(tokenizer, "infill_on", False):
         return [(pid, tokenizer.encode(score, source.style, eos=True))]
     chords = annotated_chords(source, pid, score) if tokenizer.chords_on else "auto"
+    rng = np.random.default_rng(int(hashlib.sha1(pid.encode()).hexdigest()[:8], 16))
+    if getattr(tokenizer, "insts_on", False) and Path(source.spec).name.lower() == "pop909":
+        score = pop909_band(score, rng)
     out = [(pid, tokenizer.encode(score, source.style, eos=True, chords=chords))]
     playing = [k for k, t in enumerate(score.tracks) if len(t.notes)]
     if tokenizer.infill_on and len(playing) >= 2:
-        rng = np.random.default_rng(int(hashlib.sha1(pid.encode()).hexdigest()[:8], 16))
         pitched = [k for k in playing if not score.tracks[k].is_drum]
         if pitched and rng.random() < 0.5:  # the melody: the highest line
             given = [max(pitched, key=lambda k: float(np.mean(score.tracks[k].notes.numpy()["pitch"])))]
         else:
             given = sorted(rng.choice(playing, size=int(rng.integers(1, len(playing))), replace=False).tolist())
         out.append((f"{pid}#given", tokenizer.encode(score, source.style, eos=True, chords=chords, given=given)))
+    return out
+
+
+# POP909's three tracks are all piano (program 0): a model with the instruments control learns more
+# from them as a band. Each song gets a lead instrument for the sung melody and one for the bridge
+# (chosen by the song's id), the piano keeps the accompaniment, and 60% of songs get rule-made drums
+# (cadenza.train.drums: no corpus we may use has drum tracks).
+POP909_LEAD = (0, 73, 65, 56, 40, 71, 52, 80, 68, 22)  # piano, flute, alto sax, trumpet, violin, clarinet, choir,
+POP909_BRIDGE = (0, 48, 24, 4, 11, 26, 49, 61)        # square lead, oboe, harmonica; strings, guitars, e-piano...
+POP909_DRUMS = 0.6
+# GM programs that play low parts: the basses, cello, contrabass, trombone, tuba, bassoon
+BASS_PROGRAMS = frozenset(range(32, 40)) | {42, 43, 57, 58, 70}
+
+
+def pop909_band(score: symusic.Score, rng: np.random.Generator) -> symusic.Score:
+    """POP909's MELODY / BRIDGE / PIANO tracks on instruments of a band, drums added to some songs."""
+    from cadenza.train.drums import with_drums
+
+    out = score.copy()
+    lead, bridge = int(rng.choice(POP909_LEAD)), int(rng.choice(POP909_BRIDGE))
+    for t in out.tracks:
+        name = t.name.upper()
+        if name == "MELODY":
+            t.program = lead
+        elif name == "BRIDGE":
+            t.program = bridge
+    if rng.random() < POP909_DRUMS:
+        out = with_drums(out, rng)
     return out
 
 
@@ -347,6 +377,19 @@ class WindowSampler:
             self.pitch_val[i] = p
             self.pitch_to_id[p] = i
         self.pitch_lo, self.pitch_hi = min(tok.pitch_ids), max(tok.pitch_ids)
+        # instruments: some windows move their pitched instruments onto other GM programs (a low
+        # part onto a bass instrument, others onto any melodic one), header and notes alike, so
+        # asking for any instrument works, not only the few the corpora play
+        self.reinstrument = 0.3 if getattr(tok, "insts_on", False) else 0.0
+        if self.reinstrument:
+            from cadenza.tokenizers.remi import T_INST, T_PROG
+
+            self.prog_val = np.full(tok.vocab_size, -2, dtype=np.int16)
+            for i in tok.ids_of_type[T_PROG]:
+                self.prog_val[int(i)] = tok.value_of[int(i)]
+            self.inst_val = np.full(tok.vocab_size, -2, dtype=np.int16)
+            for i in tok.ids_of_type[T_INST]:
+                self.inst_val[int(i)] = tok.value_of[int(i)]
 
     def window(self, style: str) -> np.ndarray:
         sh = self.shards[style]
@@ -357,7 +400,8 @@ class WindowSampler:
         if self.fim and len(bars) >= 3 and self.rng.random() < self.fim:
             w = self._future_first(sh, a, b, bars)
             if w is not None:
-                return self._transpose(w) if self.transpose else w
+                w = self._transpose(w) if self.transpose else w
+                return self._reinstrument(w) if self.reinstrument else w
         if len(bars) and self.rng.random() > 0.1:
             s = int(self.rng.choice(bars))
             if hasattr(self.tok, "header_len"):  # the piece's own header (style, key, instruments)
@@ -370,6 +414,38 @@ class WindowSampler:
             w = sh.tokens[a:min(b, a + self.ctx + 1)].astype(np.int64)
         if self.transpose:
             w = self._transpose(w)
+        return self._reinstrument(w) if self.reinstrument else w
+
+    def _reinstrument(self, w: np.ndarray) -> np.ndarray:
+        if self.rng.random() >= self.reinstrument:
+            return w
+        tok = self.tok
+        progs = self.prog_val[w]
+        at = np.flatnonzero(progs >= 0)
+        if not len(at):
+            return w
+        nxt = np.minimum(at + 1, len(w) - 1)
+        pitch = np.where(self.is_pitch[w[nxt]], self.pitch_val[w[nxt]], -1)
+        used = sorted(set(progs[at].tolist()) | {int(v) for v in self.inst_val[w] if v >= 0})
+        low_pool = [p for p in BASS_PROGRAMS if p not in used]
+        high_pool = [p for p in range(112) if p not in BASS_PROGRAMS and p not in used]
+        lut = np.arange(tok.vocab_size, dtype=np.int64)
+        for p in used:
+            ps = pitch[(progs[at] == p) & (pitch >= 0)]
+            pool = low_pool if len(ps) and float(ps.mean()) < 52 else high_pool
+            if not pool:
+                continue
+            q = int(pool.pop(int(self.rng.integers(len(pool)))))
+            if p in tok.program_id and q in tok.program_id:
+                lut[tok.program_id[p]] = tok.program_id[q]
+            if p in tok.inst_id and q in tok.inst_id:
+                lut[tok.inst_id[p]] = tok.inst_id[q]
+        w = lut[w]
+        # the header lists its instruments in ascending program order (drums first)
+        h = tok.header_len(w)
+        ins = np.flatnonzero(self.inst_val[w[:h]] >= -1)
+        if len(ins):
+            w[ins] = w[ins][np.argsort(self.inst_val[w[ins]], kind="stable")]
         return w
 
     def _future_first(self, sh, a: int, b: int, bars: np.ndarray) -> np.ndarray | None:
