@@ -159,3 +159,41 @@ def test_cli_generate_over_chords_with_key(cm, tiny_model_dir, tmp_path, capsys)
                         (["--key", "H major"], "unknown key")]:
         code = main(["generate", "--model", str(cm.path), *args, "--out", str(tmp_path / "x.mid"), "-q"])
         assert code != 0 and words in capsys.readouterr().err, args
+
+
+def _tempos_and_meters(path):
+    """The tempo and time-signature events of a written MIDI file, read back with mido (not symusic,
+    which wrote it)."""
+    import mido
+
+    mid = mido.MidiFile(str(path))
+    tempos = [m.tempo for tr in mid.tracks for m in tr if m.type == "set_tempo"]  # microseconds per quarter
+    meters = [(m.numerator, m.denominator) for tr in mid.tracks for m in tr if m.type == "time_signature"]
+    return tempos, meters
+
+
+@pytest.mark.parametrize("tempo,meter", [(100, "3/4"), (72, "6/8"), (133, "4/4")])
+def test_tempo_and_meter_are_exact_in_the_written_file(cm, tmp_path, tempo, meter):
+    from cadenza.cli import main
+
+    out = tmp_path / "song.mid"
+    for seed in (0, 1):
+        assert main(["generate", "--model", str(cm.path), "--style", "pop", "--instruments",
+                     "piano,acoustic bass,drums,strings", "--tempo", str(tempo), "--key", "D minor", "--meter", meter,
+                     "--bars", "6", "--seed", str(seed), "--out", str(out), "-q"]) == 0
+        tempos, meters = _tempos_and_meters(out)
+        # MIDI stores whole microseconds per quarter: exact means the nearest one to the tempo asked for
+        assert tempos and set(tempos) == {round(60e6 / tempo)}, tempos
+        assert meters and set(meters) == {tuple(int(x) for x in meter.split("/"))}, meters
+    # arranging and infilling keep the input's own tempo map and meter
+    s = song()
+    s.tempos.clear()
+    s.tempos.append(symusic.Tempo(0, qpm=87.0))
+    s.tempos.append(symusic.Tempo(4 * BAR, qpm=70.0))
+    src = tmp_path / "in.mid"
+    s.dump_midi(str(src))
+    want, _ = _tempos_and_meters(src)
+    for args in (["arrange", str(src), "--add", "bass,drums"], ["infill", str(src), "--bars", "3-4"]):
+        assert main([*args, "--model", str(cm.path), "--seed", "0", "--out", str(out), "-q"]) == 0
+        tempos, meters = _tempos_and_meters(out)
+        assert tempos == want == [round(60e6 / 87), round(60e6 / 70)] and set(meters) == {(4, 4)}, args
