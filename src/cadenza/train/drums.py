@@ -34,19 +34,11 @@ GROOVE_68 = [(KICK, (0,), 96), (SNARE, (3,), 88), (HAT, (0, 1, 2, 3, 4, 5), 62)]
 
 def _bar_list(score: symusic.Score, end: int) -> list[tuple[int, int, int, int]]:
     """(start, length, numerator, denominator) of each bar up to ``end`` ticks."""
+    from cadenza.eval.metrics import bar_meters
+
+    starts, meters = bar_meters(score, end)
     tpq = int(score.tpq)
-    sigs = sorted(((int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures),
-                  key=lambda x: x[0])
-    if not sigs or sigs[0][0] > 0:
-        sigs.insert(0, (0, 4, 4))
-    bars, t = [], 0
-    for j, (_, num, den) in enumerate(sigs):
-        length = max(1, round(num * 4 * tpq / den))
-        nxt = sigs[j + 1][0] if j + 1 < len(sigs) else None
-        while t < end and (nxt is None or t < nxt):
-            bars.append((t, length, num, den))
-            t += length
-    return bars
+    return [(int(s), max(1, round(num * 4 * tpq / den)), num, den) for s, (num, den) in zip(starts, meters)]
 
 
 def drum_track(score: symusic.Score, rng: np.random.Generator) -> symusic.Track | None:
