@@ -256,3 +256,19 @@ def test_pop909_band_and_reinstrumented_windows_are_grammatical(full, tmp_path):
         assert low and all(p in BASS_PROGRAMS for p in low)
         assert full.check(sampler.window("pop").tolist()) == []
     assert moved >= 18
+
+
+def test_a_writing_model_never_opens_given_or_future_blocks_itself(full):
+    """Given and Future blocks are user material: opened only by a plan (or when reading data). A
+    model that opened one itself would write bars off the clock and never reach its length."""
+    head = full.header("pop", (0, "major"), [0])
+    bar = [int(full.ids_of_type[T_BAR][0]), full.tsig_id[(4, 4)], full.chord_id["C:maj"]]
+    for reading in (False, True):
+        st = full.start_state(reading=reading)
+        for t in head:
+            st.advance(t)
+        assert bool(full.allowed(st)[full.future_id]) == reading
+        for t in bar:
+            st.advance(t)
+        assert bool(full.allowed(st)[full.given_id]) == reading
+    # (a plan still forces a given block while writing: test_forced_given_plan_and_block_grammar)

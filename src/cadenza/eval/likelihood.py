@@ -69,7 +69,7 @@ def grammar_masks(tokenizer, ids) -> torch.Tensor:
 
     A scored piece has a given length, so where it holds no EOS, EOS gets no mass either: the
     probabilities of all possible next frames (steps) then sum to one."""
-    st = tokenizer.start_state()
+    st = tokenizer.start_state(reading=True)
     table: dict[tuple, int] = {}
     rows, uniq = [], []
     for t in ids:

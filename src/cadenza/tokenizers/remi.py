@@ -91,7 +91,8 @@ class RemiState:
     """Grammar state of one sequence, plus the musical clock used for stopping."""
 
     __slots__ = ("tok", "last", "pos", "drum", "tsig", "bars", "beats", "seconds", "qpm", "notes",
-                 "programs", "time_sigs", "insts", "last_inst", "plan", "forced", "pending", "given", "future")
+                 "programs", "time_sigs", "insts", "last_inst", "plan", "forced", "pending", "given", "future",
+                 "reading")
 
     def __init__(self, tok: "RemiTokenizer", programs: frozenset[int] | None, time_sigs: frozenset[int] | None,
                  plan: dict[int, list[int]] | None = None):
@@ -114,6 +115,11 @@ class RemiState:
         self.pending: tuple[int, ...] = ()  # forced after this bar's Chord (a plan of given notes only)
         self.given = False  # inside a bar's given block (Given ... Free)
         self.future = False  # inside the bars from after a gap (Future ... Now)
+        # reading a sequence (data, a prompt being scored) rather than writing one: only then may
+        # Given and Future blocks open where nothing forces them. They are material a user gives;
+        # a model that opened one itself would write "given" notes or bars off the clock (a piece
+        # that never reaches its length)
+        self.reading = False
 
     def copy(self) -> "RemiState":
         new = RemiState.__new__(RemiState)
@@ -132,7 +138,8 @@ class RemiState:
                 self.tsig if self.last in (T_POS, T_TEMPO, T_DUR, T_CHORD, T_TSIG, T_GIVEN, T_FREE) else None,
                 self.drum,
                 self.last_inst if self.last == T_INST else None,
-                self.insts if self.last in (T_POS, T_TEMPO, T_DUR) else None, self.given, self.future)
+                self.insts if self.last in (T_POS, T_TEMPO, T_DUR) else None, self.given, self.future,
+                self.reading)
 
     def complete(self) -> bool:
         """True where the piece may end (EOS may come next)."""
@@ -472,13 +479,15 @@ class RemiTokenizer:
         return np.flatnonzero(self.type_of[tokens] == T_BAR)
 
     # ---- grammar ---------------------------------------------------------
-    def start_state(self, programs=None, time_signature=None, chords=None, given=None, forced=None) -> RemiState:
+    def start_state(self, programs=None, time_signature=None, chords=None, given=None, forced=None,
+                    reading: bool = False) -> RemiState:
         """A fresh state; ``programs`` (GM numbers, -1 = drums) and ``time_signature`` constrain output;
         ``chords`` ({bar number from 1: (root, quality) or None}) fixes those bars' Chord tokens;
         ``given`` ({bar number: token ids of its given block, ``Given`` ... ``Free``}) fixes the
         material each of those bars starts with (see ``given_blocks``); ``forced`` ({bar number: token
         ids}) more tokens each of those bars must begin with (after its chord and given block), e.g.
-        a Position and a Tempo."""
+        a Position and a Tempo. ``reading``: the state checks or scores an existing sequence, where
+        Given/Future blocks may open anywhere the grammar has them (when writing, only a plan opens them)."""
         prog_ids = None
         if programs is not None:
             prog_ids = frozenset(self.program_id[p] for p in programs)
@@ -502,7 +511,9 @@ class RemiTokenizer:
                 plan.setdefault(int(b), []).extend(int(t) for t in block)
         for b, toks in (forced or {}).items():
             plan.setdefault(int(b), []).extend(int(t) for t in toks)
-        return RemiState(self, prog_ids, ts_ids, plan or None)
+        st = RemiState(self, prog_ids, ts_ids, plan or None)
+        st.reading = bool(reading)
+        return st
 
     def positions_in_bar(self, tsig: tuple[int, int]) -> int:
         num, den = tsig
@@ -565,7 +576,7 @@ class RemiTokenizer:
             m[self.bos_id] = True
         elif last in (T_BOS, T_STYLE, T_KEY, T_INST):
             header_after(last)
-            if self.infill_on:
+            if self.infill_on and st.reading:
                 m[self.future_id] = True
         elif last in (T_FUTURE, T_NOW):
             m[ids[T_BAR]] = True
@@ -579,7 +590,7 @@ class RemiTokenizer:
         elif last in (T_TSIG, T_CHORD):
             later_positions()  # only positions inside the bar (its meter is known now)
             bar_may_end()
-            if self.infill_on:
+            if self.infill_on and st.reading:
                 m[self.given_id] = True
         elif last == T_GIVEN:
             later_positions()
@@ -610,7 +621,7 @@ class RemiTokenizer:
 
     def check(self, ids) -> list[str]:
         """Grammar errors of a sequence (empty when it is valid), for tests and data checks."""
-        st = self.start_state()
+        st = self.start_state(reading=True)
         errors = []
         for n, i in enumerate(ids):
             if not self.allowed(st)[int(i)]:
