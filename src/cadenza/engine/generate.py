@@ -114,6 +114,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     ctx = model.cfg.max_seq_len
     seqs = [list(prompt) for _ in range(n)]
     done = [False] * n
+    ending = [False] * n  # rows in their last bar whose next Bar ends the piece
     eos, pad = tokenizer.eos_id, tokenizer.pad_id
     bar_ids = torch.from_numpy(np.isin(np.arange(tokenizer.vocab_size), tokenizer.ids_of_type[T_BAR]))
     # the repetition penalty looks at pitches only: structure tokens (Bar, Position...) are meant to repeat
@@ -188,9 +189,11 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                     masks[b] = False
                     masks[b, eos] = True
             elif stop.reached(st, start_bars, start_secs, n_new):
-                # the last bar: it is written whole, and where a new bar would begin the piece ends
-                masks[b, eos] = bool(masks[b][bar_ids].any())
-                masks[b] &= ~bar_ids
+                # the last bar: it is written whole, and where a new bar would begin the piece ends.
+                # The Bar stays a choice and is turned into EOS once sampled: masking it and offering
+                # EOS instead would hand the Bar's probability to more notes at the bar's last position
+                # (a model gives EOS little weight mid-piece), which piled up hundreds of notes there
+                ending[b] = True
             elif stop.bars is not None or stop.seconds is not None:
                 masks[b, eos] = False  # the user asked for a length: do not end early
         if sampling.repetition_penalty != 1.0:
@@ -204,6 +207,10 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         if observe is not None:
             observe(lg, masks)
         nxt = sample(lg, sampling, masks, gen)
+        for b in range(n):
+            if ending[b] and bool(bar_ids[int(nxt[b])]):
+                nxt[b] = eos
+            ending[b] = False
         n_new += 1
         for b in range(n):
             if done[b]:
