@@ -144,3 +144,32 @@ def test_token_cap_grows_with_the_length_asked_for():
     assert StopConfig(bars=120).limit() >= 120 * 400
     assert StopConfig(max_tokens=100).limit() == 8192
     assert StopConfig(seconds=10, hard_limit=50).limit() == 50
+
+
+def test_the_last_bar_ends_where_the_model_would_start_a_new_one(tiny, tokenizer):
+    """A model that gives a new Bar much weight and EOS almost none (as trained models do mid-piece):
+    in the last bar asked for, its Bar must end the piece, not be masked so that its probability goes
+    to ever more notes at the bar's last position (the engine once wrote ~1,900 notes there)."""
+    import copy
+
+    bar_ids = torch.from_numpy(np.isin(np.arange(tokenizer.vocab_size), tokenizer.ids_of_type[T_BAR]))
+    eos = tokenizer.eos_id
+
+    class BarFirst(type(tiny)):
+        def forward(self, *a, **k):
+            out = super().forward(*a, **k)
+            out[..., bar_ids] += 6.0
+            out[..., eos] -= 12.0
+            return out
+
+    model = copy.deepcopy(tiny)
+    model.__class__ = BarFirst
+    res = generate(model, tokenizer, tokenizer.header("pop"), n=4, sampling=SamplingConfig(seed=3),
+                   stop=StopConfig(bars=2))
+    for seq in res.ids:
+        new = seq[res.prompt_len:]
+        kinds = tokenizer.type_of[new]
+        assert int((kinds == T_BAR).sum()) == 2
+        last_bar = new[int(np.flatnonzero(kinds == T_BAR)[-1]):]
+        notes = int(np.isin(tokenizer.type_of[last_bar], (T_PITCH, T_DRUM)).sum())
+        assert notes < 40, notes  # a bar of ordinary music, not a pile-up
