@@ -7,8 +7,8 @@
 # POP909's melody and bridge tracks are put on band instruments and 60% of its songs get rule-made
 # drums (cadenza/train/drums.py: no corpus here has drum tracks); 30% of training windows move their
 # instruments onto other GM programs (cadenza/train/corpora.py), so any instrument can be asked for.
-# The bundled model (src/cadenza/models/arrange) was trained with STEPS=1900 on 2 CPU cores: about
-# 25 minutes of tokenizing (Palestrina and the quartets are the slow part) and 65 minutes of training.
+# First run (2026-11-26, STEPS=1900, 2 CPU cores): about 25 minutes of tokenizing (Palestrina and the
+# quartets are the slow part) and 65 minutes of training; that model is not bundled (see issue 7's notes).
 # Resumable: run it again with RESUME=1 after an interruption (STEPS may then be changed).
 set -euo pipefail
 DATA=${DATA:-../shared/data}
