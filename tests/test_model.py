@@ -113,6 +113,27 @@ def test_direct_decode_path_follows_weight_changes():
             m.lm_head.weight.add_(0.5)
 
 
+def test_decode_follows_a_new_cache_even_if_its_id_is_reused(monkeypatch):
+    """CI failed once: the decode weights were keyed by id() of the caches; a new cache for another
+    batch size got a freed cache's id, and the stale (100-row) buffers were written to. Every id
+    collides here; the decode path must still use the current cache."""
+    import builtins
+
+    import cadenza.model.transformer as tm
+
+    monkeypatch.setattr(tm, "id", lambda obj: 0, raising=False)  # shadows builtins.id in that module
+    assert tm.id(1) == 0 and builtins.id(1) != 0
+    m = tiny().eval()
+    for batch in (5, 1, 3, 1):
+        x = torch.randint(0, 50, (batch, 9))
+        m.setup_cache(batch, 64)
+        with torch.no_grad():
+            m(x[:, :8], input_pos=torch.arange(8))
+            got = m(x[:, 8:], input_pos=torch.tensor([8]))[:, -1]
+            full = m(x)[:, -1]
+        assert got.shape[0] == batch and torch.allclose(got, full, atol=1e-5)
+
+
 def test_int8_folder_round_trip_is_close_and_smaller(tmp_path):
     from cadenza.model import quantize_model_folder
 

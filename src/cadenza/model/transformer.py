@@ -219,6 +219,7 @@ class Transformer(nn.Module):
         dev = self.embed_tokens.weight.device
         for layer in self.layers:
             layer.self_attn.kv_cache = KVCache(batch, self.cfg.n_heads, max_len, self.cfg.head_dim, dtype, dev)
+        self._dw = None  # the decode weights hold the old caches' buffers
         self.cache_len = max_len
         # causal mask over the cache: row i may see columns <= i
         self.register_buffer("causal", torch.tril(torch.ones(max_len, max_len, dtype=torch.bool, device=dev)),
@@ -227,6 +228,7 @@ class Transformer(nn.Module):
     def clear_cache(self):
         for layer in self.layers:
             layer.self_attn.kv_cache = None
+        self._dw = None
         self.cache_len = 0
 
     def _decode_weights(self) -> tuple:
@@ -235,10 +237,13 @@ class Transformer(nn.Module):
         params = self.__dict__.get("_plist")
         if params is None:  # the parameter objects stay the same; their data and versions are checked
             params = self.__dict__["_plist"] = list(self.parameters())
-        key = (tuple(id(layer.self_attn.kv_cache) for layer in self.layers),
-               tuple((p.data_ptr(), p._version) for p in params))
+        # the caches themselves, compared by identity: an id() alone may be reused by a new cache once
+        # the old one is freed, and then stale buffers of another batch size were returned (seen in CI)
+        caches = tuple(layer.self_attn.kv_cache for layer in self.layers)
+        key = tuple((p.data_ptr(), p._version) for p in params)
         cached = getattr(self, "_dw", None)
-        if cached is not None and cached[0] == key:
+        if (cached is not None and cached[0] == key and len(cached[2]) == len(caches)
+                and all(a is b for a, b in zip(cached[2], caches))):
             return cached[1]
         out = []
         for layer in self.layers:
@@ -247,7 +252,7 @@ class Transformer(nn.Module):
                         layer.post_attention_layernorm.weight, mlp._gate_up(mlp.gate_proj, mlp.up_proj),
                         mlp._down(mlp.down_proj), at.kv_cache.k, at.kv_cache.v))
         weights = tuple(out), self.norm.weight, self._head(self.lm_head)
-        self._dw = (key, weights)
+        self._dw = (key, weights, caches)
         return weights
 
     def decode_step(self, idx: torch.Tensor, input_pos: torch.Tensor, weights: tuple | None = None,
