@@ -258,6 +258,54 @@ def test_pop909_band_and_reinstrumented_windows_are_grammatical(full, tmp_path):
     assert moved >= 18
 
 
+def test_window_headers_list_only_the_instruments_that_play_in_them(full, tmp_path):
+    """A user's instrument list means "these play": a training window from a later bar (or from a
+    gap) must not list an instrument that is silent in it, or the model learns to leave one out."""
+    from cadenza.train.corpora import Shard, WindowSampler
+
+    s = parse_chords("C Am F G C Am F G")  # piano all through
+    flute = make_score([(76 + k % 3, 4 * k, 2, 80) for k in range(4)], program=73)  # bars 1-4 only
+    strings = make_score([(60 + k % 3, 16 + 4 * k, 2, 80) for k in range(4)], program=48)  # bars 5-8
+    s.tracks.extend([flute.tracks[0], strings.tracks[0]])
+    ids = np.array(full.encode(s, "pop", eos=True), dtype=np.uint16)
+    assert full.controls_of(ids)["instruments"] == [0, 48, 73]
+    sh = Shard(ids, np.array([0, len(ids)]), full.window_starts(ids), ["a"])
+    sampler = WindowSampler({"pop": sh}, full, ctx=512, seed=5, transpose=0)
+    sampler.reinstrument = 1e-9  # trimming on, re-instrumenting (practically) off
+    heads = set()
+    for fim in (0.0, 1.0):
+        sampler.fim = fim
+        for _ in range(30):
+            w = sampler.window("pop")
+            assert full.check(w.tolist()) == []
+            listed = full.controls_of(w)["instruments"]
+            h = full.header_len(w)
+            playing = sorted({full.value_of[int(t)] for t in w[h:] if full.type_of[int(t)] == T_PROG})
+            assert listed == playing
+            heads.add(tuple(listed))
+    assert {(0, 73), (0, 48), (0, 48, 73)} <= heads
+
+
+def test_same_instrument_unisons_are_dropped_from_training_pieces(full, tmp_path):
+    from cadenza.train.corpora import Source, drop_unisons, encode_variants
+
+    alto = make_score([(60, 0, 2, 80), (62, 2, 2, 80), (64, 4, 1, 80), (64, 4, 3, 80)], program=52)
+    tenor = make_score([(55, 0, 2, 80), (62, 2, 2, 80), (60, 4, 1, 80)], program=52)  # 62 doubles the alto
+    cello = make_score([(62, 2, 2, 80)], program=42)  # another instrument: a real doubling, kept
+    s = alto.copy()
+    s.tracks.extend([tenor.tracks[0], cello.tracks[0]])
+    out = drop_unisons(s, 4)
+    got = [[(int(n.time), int(n.pitch), int(n.duration)) for n in t.notes] for t in out.tracks]
+    tpq = int(s.tpq)
+    assert got[0] == [(0, 60, 2 * tpq), (2 * tpq, 62, 2 * tpq), (4 * tpq, 64, 3 * tpq)]  # the longer 64 kept
+    assert got[1] == [(0, 55, 2 * tpq), (4 * tpq, 60, tpq)]
+    assert got[2] == [(2 * tpq, 62, 2 * tpq)]
+    assert s.note_num() == 8  # the input is untouched
+    ids = encode_variants(full, Source(str(tmp_path), "chorale"), "x", s)[0][1]
+    names = full.tokens(ids)
+    assert sum(n == "Pitch_62" for n in names) == 2  # the alto's and the cello's
+
+
 def test_a_writing_model_never_opens_given_or_future_blocks_itself(full):
     """Given and Future blocks are user material: opened only by a plan (or when reading data). A
     model that opened one itself would write bars off the clock and never reach its length."""

@@ -173,3 +173,47 @@ def test_the_last_bar_ends_where_the_model_would_start_a_new_one(tiny, tokenizer
         last_bar = new[int(np.flatnonzero(kinds == T_BAR)[-1]):]
         notes = int(np.isin(tokenizer.type_of[last_bar], (T_PITCH, T_DRUM)).sum())
         assert notes < 40, notes  # a bar of ordinary music, not a pile-up
+
+
+def test_a_model_that_repeats_one_note_is_capped_per_position(tiny, tokenizer):
+    """A model that wants the same note at the same onset over and over (what the data's same-program
+    unisons teach; a trained model once wrote 1,885 notes at one onset): the grammar caps a writing
+    model at MAX_NOTES_PER_PROGRAM notes per instrument and MAX_NOTES_AT_ONCE per position."""
+    import copy
+
+    from cadenza.tokenizers.remi import MAX_NOTES_AT_ONCE, MAX_NOTES_PER_PROGRAM, T_POS, T_PROG
+
+    prog = torch.from_numpy(np.isin(np.arange(tokenizer.vocab_size), tokenizer.ids_of_type[T_PROG]))
+    ends = torch.from_numpy(np.isin(np.arange(tokenizer.vocab_size),
+                                    np.concatenate([tokenizer.ids_of_type[T_POS], tokenizer.ids_of_type[T_BAR],
+                                                    [tokenizer.eos_id]])))
+
+    class Repeater(type(tiny)):
+        def forward(self, *a, **k):
+            out = super().forward(*a, **k)
+            out[..., prog] += 8.0  # after a note: another note, never move on
+            out[..., ends] -= 8.0
+            return out
+
+    model = copy.deepcopy(tiny)
+    model.__class__ = Repeater
+    res = generate(model, tokenizer, tokenizer.header("pop"), n=3, sampling=SamplingConfig(seed=1),
+                   stop=StopConfig(bars=2, max_tokens=4000))
+    worst_pos = worst_prog = 0
+    for seq in res.ids:
+        new = seq[res.prompt_len:]
+        at, by = 0, {}
+        for t in new:
+            kind = tokenizer.type_of[t]
+            if kind in (T_POS, T_BAR):
+                at, by = 0, {}
+            elif kind == T_PROG:
+                cur = t
+            elif kind in (T_PITCH, T_DRUM):
+                at += 1
+                by[cur] = by.get(cur, 0) + 1
+                worst_pos, worst_prog = max(worst_pos, at), max(worst_prog, by[cur])
+        assert tokenizer.check(seq) == []
+    assert worst_prog <= MAX_NOTES_PER_PROGRAM and worst_pos <= MAX_NOTES_AT_ONCE
+    assert worst_pos > MAX_NOTES_PER_PROGRAM  # the model did try: other instruments filled the position
+

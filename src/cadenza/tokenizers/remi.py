@@ -77,6 +77,12 @@ CONTROLS = ("key", "instruments", "chords", "infill")
  T_PITCH, T_DRUM, T_VEL, T_DUR, T_NONE, T_KEY, T_INST, T_CHORD, T_GIVEN, T_FREE, T_FUTURE, T_NOW) = range(21)
 TOKEN_TYPES = [t for t in range(21) if t != T_NONE]
 MARKER_TYPES = (T_GIVEN, T_FREE, T_FUTURE, T_NOW)
+# A writing model may put at most this many notes at one position (all instruments), and this many
+# on one instrument: a model that repeats a note at one onset (the data has same-instrument unisons,
+# e.g. two chorale voices on one program) could otherwise pile hundreds there. A checked or scored
+# sequence (reading) is not capped. Orchestral tutti and a piano's two hands stay well under.
+MAX_NOTES_AT_ONCE = 24
+MAX_NOTES_PER_PROGRAM = 12
 HEADER_TYPES = (T_BOS, T_STYLE, T_KEY, T_INST)
 _TYPE_OF = {
     "PAD": T_PAD, "BOS": T_BOS, "EOS": T_EOS, "Style": T_STYLE, "Bar": T_BAR,
@@ -92,7 +98,7 @@ class RemiState:
 
     __slots__ = ("tok", "last", "pos", "drum", "tsig", "bars", "beats", "seconds", "qpm", "notes",
                  "programs", "time_sigs", "insts", "last_inst", "plan", "forced", "pending", "given", "future",
-                 "reading")
+                 "reading", "at_pos", "prog_n", "cur_prog")
 
     def __init__(self, tok: "RemiTokenizer", programs: frozenset[int] | None, time_sigs: frozenset[int] | None,
                  plan: dict[int, list[int]] | None = None):
@@ -120,6 +126,10 @@ class RemiState:
         # a model that opened one itself would write "given" notes or bars off the clock (a piece
         # that never reaches its length)
         self.reading = False
+        # notes written at the current position, in all and by the current Program (for the cap)
+        self.at_pos = 0
+        self.prog_n = 0
+        self.cur_prog = -1
 
     def copy(self) -> "RemiState":
         new = RemiState.__new__(RemiState)
@@ -139,7 +149,16 @@ class RemiState:
                 self.drum,
                 self.last_inst if self.last == T_INST else None,
                 self.insts if self.last in (T_POS, T_TEMPO, T_DUR) else None, self.given, self.future,
-                self.reading)
+                self.reading, self.capped() if self.last == T_DUR else None)
+
+    def capped(self):
+        """While writing: "full" when a position holds MAX_NOTES_AT_ONCE notes, the Program token id
+        whose notes at this position reached MAX_NOTES_PER_PROGRAM, else None."""
+        if self.reading:
+            return None
+        if self.at_pos >= MAX_NOTES_AT_ONCE:
+            return "full"
+        return self.cur_prog if self.prog_n >= MAX_NOTES_PER_PROGRAM else None
 
     def complete(self) -> bool:
         """True where the piece may end (EOS may come next)."""
@@ -160,6 +179,7 @@ class RemiState:
             if not self.future:  # the bars after a gap are context: the clock is the piece's own
                 self.bars += 1
             self.pos = -1
+            self.at_pos = self.prog_n = 0
         elif kind == T_TSIG:
             self.tsig = tok.tsig_of[token_id]
             if self.plan and not self.future:
@@ -173,18 +193,24 @@ class RemiState:
         elif kind in (T_GIVEN, T_FREE):
             self.given = kind == T_GIVEN
             self.pos = -1
+            self.at_pos = self.prog_n = 0
         elif kind == T_FUTURE:
             self.future = True
         elif kind == T_NOW:
             self.future = False
         elif kind == T_POS:
             self.pos = tok.value_of[token_id]
+            self.at_pos = self.prog_n = 0
         elif kind == T_TEMPO and not self.future:
             self.qpm = float(tok.value_of[token_id])
         elif kind == T_PROG:
             self.drum = tok.value_of[token_id] == -1
+            if token_id != self.cur_prog:
+                self.cur_prog, self.prog_n = token_id, 0
         elif kind in (T_PITCH, T_DRUM):
             self.notes += 1
+            self.at_pos += 1
+            self.prog_n += 1
         elif kind == T_INST:
             p = tok.value_of[token_id]
             self.last_inst = p
@@ -612,7 +638,11 @@ class RemiTokenizer:
         elif last == T_VEL:
             m[ids[T_DUR]] = True
         elif last == T_DUR:
-            programs()
+            cap = st.capped()
+            if cap != "full":
+                programs()
+                if cap is not None:
+                    m[cap] = False
             later_positions()
             bar_may_end()
         elif last == T_EOS:

@@ -193,6 +193,7 @@ def encode_variants(tokenizer, source: Source, pid: str, score: symusic.Score) -
     rng = np.random.default_rng(int(hashlib.sha1(pid.encode()).hexdigest()[:8], 16))
     if getattr(tokenizer, "insts_on", False) and Path(source.spec).name.lower() == "pop909":
         score = pop909_band(score, rng)
+    score = drop_unisons(score, tokenizer.spec.positions_per_beat)
     out = [(pid, tokenizer.encode(score, source.style, eos=True, chords=chords))]
     playing = [k for k, t in enumerate(score.tracks) if len(t.notes)]
     if tokenizer.infill_on and len(playing) >= 2:
@@ -202,6 +203,38 @@ def encode_variants(tokenizer, source: Source, pid: str, score: symusic.Score) -
         else:
             given = sorted(rng.choice(playing, size=int(rng.integers(1, len(playing))), replace=False).tolist())
         out.append((f"{pid}#given", tokenizer.encode(score, source.style, eos=True, chords=chords, given=given)))
+    return out
+
+
+def drop_unisons(score: symusic.Score, positions_per_beat: int) -> symusic.Score:
+    """The score without same-instrument unisons: a note whose instrument (program, or drums) already
+    has that pitch starting at the same grid position (in this track or an earlier one on the same
+    program) is dropped, the longest of them kept. One MIDI channel cannot sound them twice, and a
+    model trained on them learns to repeat a note at one onset (chorale voices on one program share a
+    note 3.8% of the time, classical piano 2.3%, Palestrina 1.6%, the quartets 1.3%)."""
+    out = score.copy()
+    grid = max(1, int(score.tpq) // positions_per_beat)
+    seen: dict[tuple, np.ndarray] = {}
+    for t in out.tracks:
+        a = t.notes.numpy()
+        if not len(a["time"]):
+            continue
+        key = (bool(t.is_drum), -1 if t.is_drum else int(t.program))
+        slot = (np.round(a["time"] / grid).astype(np.int64) << 7) | a["pitch"].astype(np.int64)
+        order = np.lexsort((-a["duration"].astype(np.int64), slot))  # by slot, the longest first
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = slot[order][1:] != slot[order][:-1]
+        keep = np.zeros(len(slot), dtype=bool)
+        keep[order[first]] = True
+        before = seen.get(key)
+        if before is not None:
+            keep &= ~np.isin(slot, before)
+        seen[key] = slot[keep] if before is None else np.concatenate([before, slot[keep]])
+        if keep.all():
+            continue
+        idx = np.flatnonzero(keep)  # in the track's own order
+        t.notes = symusic.Note.from_numpy(a["time"][idx], a["duration"][idx], a["pitch"][idx], a["velocity"][idx],
+                                          "tick")
     return out
 
 
@@ -400,6 +433,7 @@ class WindowSampler:
         if self.fim and len(bars) >= 3 and self.rng.random() < self.fim:
             w = self._future_first(sh, a, b, bars)
             if w is not None:
+                w = self._only_playing(w) if self.reinstrument else w
                 w = self._transpose(w) if self.transpose else w
                 return self._reinstrument(w) if self.reinstrument else w
         if len(bars) and self.rng.random() > 0.1:
@@ -412,9 +446,24 @@ class WindowSampler:
             w = np.concatenate([head, body])
         else:
             w = sh.tokens[a:min(b, a + self.ctx + 1)].astype(np.int64)
+        if self.reinstrument:
+            w = self._only_playing(w)
         if self.transpose:
             w = self._transpose(w)
         return self._reinstrument(w) if self.reinstrument else w
+
+    def _only_playing(self, w: np.ndarray) -> np.ndarray:
+        """The window with a header that lists only the instruments playing in it. A piece's header
+        lists all of its instruments; a window from a later bar (or cut at the context's end) may not
+        hear some of them, and a model trained on such windows learns that an instrument asked for
+        may stay silent. A user's list of instruments means: these play."""
+        h = self.tok.header_len(w)
+        inst = self.inst_val[w[:h]]
+        playing = set(self.prog_val[w[h:]].tolist())
+        drop = [i for i in np.flatnonzero(inst >= -1) if int(inst[i]) not in playing]
+        if not drop or len(drop) == int((inst >= -1).sum()):  # keep a header that would list nothing
+            return w
+        return np.delete(w, drop)
 
     def _reinstrument(self, w: np.ndarray) -> np.ndarray:
         if self.rng.random() >= self.reinstrument:
