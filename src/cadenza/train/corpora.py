@@ -303,13 +303,18 @@ class Shard:
         return len(self.starts) - 1
 
 
+# The version of what encode_variants makes of a piece: part of the shard cache's key, so a change to
+# it (2: same-instrument unisons dropped) tokenizes again instead of reusing stale shards
+DATA_PIPELINE = 2
+
+
 def build_shards(sources: list[Source], tokenizer, out_dir: Path, valid_fraction: float = 0.05,
                  max_pieces: int | None = None) -> dict[tuple[str, str], Shard]:
     """Tokenize every source into shards keyed by (style, split); cached in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / "manifest.json"
     key = json.dumps({"sources": [s.__dict__ for s in sources], "tok": tokenizer.to_config(),
-                      "valid": valid_fraction, "max": max_pieces}, sort_keys=True)
+                      "valid": valid_fraction, "max": max_pieces, "pipeline": DATA_PIPELINE}, sort_keys=True)
     if manifest.exists() and json.loads(manifest.read_text()).get("key") == key:
         return {(s, sp): Shard.load(out_dir / f"{s}-{sp}.npz")
                 for s, sp in json.loads(manifest.read_text())["shards"]}
