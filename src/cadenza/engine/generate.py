@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cadenza.engine.sampling import SamplingConfig, apply_repetition_penalty, sample
-from cadenza.tokenizers.remi import T_BAR, T_DRUM, T_PITCH, T_TEMPO
+from cadenza.tokenizers.remi import T_BAR, T_DRUM, T_PITCH, T_PROG, T_TEMPO
 
 
 @dataclass
@@ -122,6 +122,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                                         np.concatenate([tokenizer.ids_of_type[T_PITCH], tokenizer.ids_of_type[T_DRUM]])))
     n_new = 0
     hard_limit = stop.limit()
+    missing = _asked_instruments(tokenizer, states, stop, sampling)  # per row: Program ids not heard yet
     header = prompt[: tokenizer.header_len(prompt)]  # BOS, style, key, instruments: always kept in view
 
     def opening(seq) -> list[int]:
@@ -204,6 +205,16 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             lg = logits
         if repeat is not None:
             lg = repeat.apply(lg, masks)
+        for b, st in enumerate(states):
+            if missing[b] and not done[b]:
+                lg = lg.clone() if lg is logits else lg
+                want = list(missing[b])
+                lg[b, want] += sampling.entry_bias
+                if _past_half(st, stop, start_bars, start_secs) and bool(masks[b, want].any()):
+                    # half the piece is written: where a note may start, one starts, on an instrument
+                    # still silent (its pitch, length and loudness are the model's)
+                    masks[b] = False
+                    masks[b, want] = True
         if observe is not None:
             observe(lg, masks)
         nxt = sample(lg, sampling, masks, gen)
@@ -222,6 +233,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                 continue
             states[b].advance(t)
             seqs[b].append(t)
+            if missing[b]:
+                missing[b].discard(t)
             if repeat is not None:
                 repeat.advance(b, t)
             if on_token:
@@ -236,6 +249,26 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         else:
             logits = decode_one(model, nxt, pos, step)
             pos += 1
+
+
+def _asked_instruments(tokenizer, states, stop: StopConfig, sampling) -> list[set | None]:
+    """Per row, the Program token ids of the instruments asked for (the programs the grammar allows,
+    else the header's), for the entry bias; None where it does not apply (no bias, no length asked
+    for, a tokenizer without instruments)."""
+    if not sampling.entry_bias or (stop.bars is None and stop.seconds is None) \
+            or not len(getattr(tokenizer, "ids_of_type", {}).get(T_PROG, ())):
+        return [None] * len(states)
+    out = []
+    for st in states:
+        asked = getattr(st, "programs", None) or getattr(st, "insts", None)
+        out.append(set(asked) if asked else None)
+    return out
+
+
+def _past_half(st, stop: StopConfig, start_bars: int, start_secs: float) -> bool:
+    if stop.bars is not None:
+        return st.bars - start_bars + 1 > stop.bars / 2
+    return st.seconds - start_secs >= stop.seconds / 2
 
 
 def generate(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingConfig | None = None,

@@ -18,6 +18,11 @@ class SamplingConfig:
     repetition_window: int = 64
     repeat_rate: float | None = None  # fraction of bars that may restate a recent bar (engine/repeat.py); None = off
     repeat_strength: float = 8.0  # logit bonus for restating (8: about nine in ten started restatements complete)
+    # every instrument asked for plays: in a piece of a given length, an instrument that has not played
+    # yet gets this logit bonus on its Program token wherever a note may start, and once half the piece
+    # is written it gets a note at the next place one may start (its pitch, length and loudness are the
+    # model's); 0 = off. bench/arrange.py's instruments_all_played measures it
+    entry_bias: float = 4.0
     seed: int | None = None
 
     def validate(self) -> "SamplingConfig":
@@ -29,6 +34,8 @@ class SamplingConfig:
             raise CadenzaError(f"top-p must be in (0, 1] (got {self.top_p})")
         if self.repeat_rate is not None and not 0 <= self.repeat_rate <= 1:
             raise CadenzaError(f"repeat rate must be between 0 and 1 (got {self.repeat_rate})")
+        if self.entry_bias < 0:
+            raise CadenzaError(f"entry bias must be 0 (off) or positive (got {self.entry_bias})")
         if self.repetition_penalty < 1:
             raise CadenzaError(f"repetition penalty must be >= 1 (got {self.repetition_penalty})")
         return self
