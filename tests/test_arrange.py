@@ -84,7 +84,7 @@ def test_arrange_and_infill_say_what_is_wrong(cm, tiny_model_dir):
         arrange(cm, song(), ["kazooo"])
 
 
-def test_cli_arrange_and_infill(cm, tmp_path, capsys):
+def test_cli_arrange_and_infill(cm, tmp_path, capsys, monkeypatch):
     from cadenza.cli import main
     from cadenza.score import read_score, write_score
 
@@ -102,11 +102,19 @@ def test_cli_arrange_and_infill(cm, tmp_path, capsys):
     capsys.readouterr()
     for args, words in [(["infill", str(tmp_path / "in.mid"), "--bars", "x"], "cannot read --bars"),
                         (["infill", str(tmp_path / "in.mid"), "--bars", "1-2", "--tracks", "tuba"], "no track plays tuba"),
-                        (["arrange", str(tmp_path / "in.mid"), "--add", "bass"], "trained without")]:
+                        (["arrange", str(tmp_path / "in.mid"), "--add", "bass", "--model", "default"],
+                         "trained without")]:
         code = main([*args, "--out", str(tmp_path / "x.mid"), "-q"] + (["--model", str(cm.path)] if "tuba" in args
                                                                        or "x" in args else []))
         err = capsys.readouterr().err
         assert code != 0 and words in err, (args, err)
+    # no --model: the default model lacks the controls, so a model that has them is used, and said
+    monkeypatch.setenv("CADENZA_MODELS", str(cm.path.parent))
+    assert main(["arrange", str(tmp_path / "in.mid"), "--add", "bass", "--seed", "2",
+                 "--out", str(tmp_path / "auto.mid")]) == 0
+    err = capsys.readouterr().err
+    assert "using model '" in err and "has no instruments/infill control" in err
+    assert rows(read_score(tmp_path / "auto.mid").tracks[0]) == rows(orig.tracks[0])
 
 
 def test_generate_follows_key_chords_and_instruments(cm):
@@ -140,7 +148,7 @@ def test_plain_models_refuse_key_and_chords(tiny_model_dir):
         plain.generate(chords=["C"], bars=1)
 
 
-def test_cli_generate_over_chords_with_key(cm, tiny_model_dir, tmp_path, capsys):
+def test_cli_generate_over_chords_with_key(cm, tiny_model_dir, tmp_path, capsys, monkeypatch):
     from cadenza.cli import main
     from cadenza.score import read_score
 
@@ -159,6 +167,10 @@ def test_cli_generate_over_chords_with_key(cm, tiny_model_dir, tmp_path, capsys)
                         (["--key", "H major"], "unknown key")]:
         code = main(["generate", "--model", str(cm.path), *args, "--out", str(tmp_path / "x.mid"), "-q"])
         assert code != 0 and words in capsys.readouterr().err, args
+    # no --model: a key asked for is written by a model with the key control (the default has none)
+    monkeypatch.setenv("CADENZA_MODELS", str(cm.path.parent))
+    assert main(["generate", "--key", "D minor", "--bars", "2", "--seed", "1", "--out", str(tmp_path / "k.mid")]) == 0
+    assert "using model '" in capsys.readouterr().err
 
 
 def _tempos_and_meters(path):

@@ -366,7 +366,8 @@ def cmd_generate(a) -> int:
     meter = a.meter or (4, 4)
     from cadenza.tasks import load_model
 
-    model = load_model(a.model)
+    needs = (("key",) if a.key else ()) + (("chords",) if a.chords else ())  # writing in a key, over chords
+    model = load_model(a.model or (_model_for(needs, a.quiet) if needs else None))
     prompt, chords = None, None
     if a.repeat > 1 and not a.chords:
         raise CadenzaError("--repeat repeats a --chords progression; give --chords")
@@ -515,6 +516,16 @@ def _track_numbers(text: str, score) -> list[int]:
     return sorted(set(out))
 
 
+def _model_for(needs, quiet: bool = False) -> str | None:
+    """With no --model: a model that has the controls a command needs, where the default lacks them."""
+    from cadenza.tasks.compose import model_with_controls
+
+    name = model_with_controls(needs)
+    if name and not quiet:
+        print(f"cadenza: using model '{name}' (the default model has no {'/'.join(needs)} control)", file=sys.stderr)
+    return name
+
+
 def cmd_arrange(a) -> int:
     from cadenza.score import parse_instruments, read_score
     from cadenza.tasks import load_model
@@ -523,7 +534,7 @@ def cmd_arrange(a) -> int:
     add = parse_instruments(a.add)
     outs = _check_outputs(a.out)
     score = read_score(a.input)
-    cm = load_model(a.model)
+    cm = load_model(a.model or _model_for(("instruments", "infill"), a.quiet))
     result = arrange(cm, score, add, style=a.style, key=a.key, temperature=a.temperature, top_p=a.top_p,
                      seed=a.seed)
     _write_all(result, outs, a, name=a.input, quiet=a.quiet)
@@ -544,7 +555,7 @@ def cmd_infill(a) -> int:
     outs = _check_outputs(a.out)
     score = read_score(a.input)
     tracks = _track_numbers(a.tracks, score) if a.tracks else None
-    cm = load_model(a.model)
+    cm = load_model(a.model or _model_for(("infill",), a.quiet))
     result = infill(cm, score, first, last, tracks=tracks, style=a.style, temperature=a.temperature,
                     top_p=a.top_p, seed=a.seed)
     _write_all(result, outs, a, name=a.input, quiet=a.quiet)

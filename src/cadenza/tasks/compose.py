@@ -44,6 +44,26 @@ def find_model(name: str | os.PathLike | None = None) -> Path:
     raise ModelError(f"no model named '{name}' (known: {known}; or give a model folder path)")
 
 
+def model_with_controls(needs) -> str | None:
+    """The name of a bundled or local model with every control in ``needs`` (a task's defaults:
+    ``cadenza arrange`` needs instruments and infill), or None when the default model has them
+    or none has: the default model is then used and says what it lacks."""
+    needs = set(needs)
+
+    def has(path) -> bool:
+        try:
+            return needs <= set(read_config(path).get("tokenizer", {}).get("controls") or [])
+        except ModelError:
+            return False
+
+    if not needs or has(find_model(None)):
+        return None
+    for m in list_models():
+        if has(Path(m["path"])):
+            return m["name"]
+    return None
+
+
 def list_models() -> list[dict]:
     """Bundled and local models with their styles."""
     out = []
