@@ -9,7 +9,7 @@ Prints one ``name: value`` line per figure (progress on stderr). Protocols (issu
 - ``instrument_obedience``: over ``--generations`` 8-bar pieces from nothing, each asking for a random
   set of 1-4 instruments (GM programs the model has seen, drums included), the share of notes on a
   requested program; ``instruments_all_played``: the share of requested instruments that play at least
-  one note.
+  one note (with the engine's entry bias, printed as ``entry_bias``; ``--entry-bias 0``: the model alone).
 - ``chord_tone_ratio_generated`` / ``chord_tone_ratio_real``: ``--progressions`` 8-bar chord
   progressions from POP909 (its annotations) and Nottingham (recognized from its ABC accompaniment)
   validation songs; the model writes 8 bars over each (the song's style and instruments); the share
@@ -215,6 +215,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=240.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", default="instruments,chords,keys,infill,long")
+    ap.add_argument("--entry-bias", type=float, default=None,
+                    help="the engine's entry bias (default: the engine's own; 0: the model alone decides "
+                         "whether each instrument asked for plays)")
     ap.add_argument("--quick", action="store_true", help="a few of each, to check the script")
     a = ap.parse_args()
     if a.quick:
@@ -227,6 +230,20 @@ def main() -> None:
     if missing:
         raise SystemExit(f"model {cm.name} lacks the controls {sorted(missing)}: train it with recipes/arrange_model.sh")
     emit("model", cm.name)
+    if a.entry_bias is not None:  # every generation of this run with that entry bias
+        import dataclasses
+
+        prepare = cm._prepare
+
+        def with_bias(*args, **kw):
+            r = prepare(*args, **kw)
+            r["sampling"] = dataclasses.replace(r["sampling"], entry_bias=a.entry_bias).validate()
+            return r
+
+        cm._prepare = with_bias
+    from cadenza.engine import SamplingConfig
+
+    emit("entry_bias", a.entry_bias if a.entry_bias is not None else SamplingConfig().entry_bias)
     rng = np.random.default_rng(0)
     parts = set(a.only.split(","))
     if "instruments" in parts:
