@@ -123,6 +123,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     n_new = 0
     hard_limit = stop.limit()
     missing = _asked_instruments(tokenizer, states, stop, sampling)  # per row: Program ids not heard yet
+    heard = {int(t) for t in prompt}  # an instrument of the prompt already plays
+    missing = [m - heard if m else m for m in missing]
     header = prompt[: tokenizer.header_len(prompt)]  # BOS, style, key, instruments: always kept in view
 
     def opening(seq) -> list[int]:
@@ -206,7 +208,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         if repeat is not None:
             lg = repeat.apply(lg, masks)
         for b, st in enumerate(states):
-            if missing[b] and not done[b]:
+            if missing[b] and not done[b] and st.bars >= start_bars:  # in new bars, not the prompt's last
                 lg = lg.clone() if lg is logits else lg
                 want = list(missing[b])
                 lg[b, want] += sampling.entry_bias
