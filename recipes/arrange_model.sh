@@ -7,13 +7,18 @@
 # POP909's melody and bridge tracks are put on band instruments and 60% of its songs get rule-made
 # drums (cadenza/train/drums.py: no corpus here has drum tracks); 30% of training windows move their
 # instruments onto other GM programs (cadenza/train/corpora.py), so any instrument can be asked for.
-# First run (2026-11-26, STEPS=1900, 2 CPU cores): about 25 minutes of tokenizing (Palestrina and the
-# quartets are the slow part) and 65 minutes of training; that model is not bundled (see issue 7's notes).
+# Same-instrument unisons are dropped from the pieces (corpora.drop_unisons) and each window's header
+# lists only the instruments that play in it.
+# The bundled model (src/cadenza/models/arrange) was trained in two runs on 2 CPU cores:
+#   STEPS=1900 bash recipes/arrange_model.sh            # 25 min tokenizing, 65 min training (unisons kept)
+#   RESUME=1 STEPS=4600 bash recipes/arrange_model.sh   # tokenizes again (unisons dropped), 2,700 more steps, 94 min
+# The learning rate of the second run starts where its cosine over 4,600 steps is at step 1,900. A single
+# STEPS=4600 run is the same recipe in one go (about 25 + 150 minutes on 2 cores).
 # Resumable: run it again with RESUME=1 after an interruption (STEPS may then be changed).
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-runs/arrange}
-STEPS=${STEPS:-1900}  # extra arguments (e.g. --max-minutes 100) go to cadenza train
+STEPS=${STEPS:-4600}  # extra arguments (e.g. --max-minutes 100) go to cadenza train
 cadenza train \
   --data "$DATA/pop909=pop" \
   --data "$DATA/nottingham=folk" \
