@@ -12,6 +12,8 @@
 # The bundled model (src/cadenza/models/arrange) was trained in two runs on 2 CPU cores:
 #   STEPS=1900 bash recipes/arrange_model.sh            # 25 min tokenizing, 65 min training (unisons kept)
 #   RESUME=1 STEPS=4600 bash recipes/arrange_model.sh   # tokenizes again (unisons dropped), 2,700 more steps, 94 min
+# (That was data pipeline 2, commit cf0c9d0; since pipeline 3, 70% of POP909 songs also get their
+# piano's bass line as a bass part, corpora.with_bass, for the next training of this family.)
 # The learning rate of the second run starts where its cosine over 4,600 steps is at step 1,900. A single
 # STEPS=4600 run is the same recipe in one go (about 25 + 150 minutes on 2 cores).
 # Resumable: run it again with RESUME=1 after an interruption (STEPS may then be changed).

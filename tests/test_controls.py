@@ -306,6 +306,27 @@ def test_same_instrument_unisons_are_dropped_from_training_pieces(full, tmp_path
     assert sum(n == "Pitch_62" for n in names) == 2  # the alto's and the cello's
 
 
+def test_pop909_piano_bass_line_becomes_a_bass_part():
+    from cadenza.train.corpora import BASS_PROGRAMS, with_bass
+
+    piano = make_score([(36, 0, 1, 80), (60, 0, 1, 80), (64, 0, 1, 80),   # C2 under a chord: bass
+                        (62, 1, 1, 80),                                     # alone but high: stays
+                        (43, 2, 2, 80), (47, 2, 2, 80), (67, 2, 2, 80)],    # G2 lowest, B2 not
+                       program=0).tracks[0]
+    piano.name = "PIANO"
+    melody = make_score([(72, 0, 4, 80)]).tracks[0]
+    melody.name = "MELODY"
+    s = symusic.Score(480)
+    s.tracks.extend([melody, piano])
+    out = with_bass(s, 33)
+    bass = [t for t in out.tracks if t.name == "BASS"]
+    assert len(bass) == 1 and bass[0].program == 33 and 33 in BASS_PROGRAMS
+    assert sorted(int(n.pitch) for n in bass[0].notes) == [36, 43]
+    left = [t for t in out.tracks if t.name == "PIANO"][0]
+    assert sorted(int(n.pitch) for n in left.notes) == [47, 60, 62, 64, 67]
+    assert out.note_num() == s.note_num() and len(s.tracks) == 2  # nothing lost; the input unchanged
+
+
 def test_a_writing_model_never_opens_given_or_future_blocks_itself(full):
     """Given and Future blocks are user material: opened only by a plan (or when reading data). A
     model that opened one itself would write bars off the clock and never reach its length."""

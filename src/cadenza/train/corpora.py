@@ -245,6 +245,8 @@ def drop_unisons(score: symusic.Score, positions_per_beat: int) -> symusic.Score
 POP909_LEAD = (0, 73, 65, 56, 40, 71, 52, 80, 68, 22)  # piano, flute, alto sax, trumpet, violin, clarinet, choir,
 POP909_BRIDGE = (0, 48, 24, 4, 11, 26, 49, 61)        # square lead, oboe, harmonica; strings, guitars, e-piano...
 POP909_DRUMS = 0.6
+POP909_BASS = 0.7  # songs whose piano's bass line becomes a bass part (with_bass)
+POP909_BASS_PROGRAMS = (32, 33, 34, 35, 38)  # acoustic, finger, pick, fretless, synth bass
 # GM programs that play low parts: the basses, cello, contrabass, trombone, tuba, bassoon
 BASS_PROGRAMS = frozenset(range(32, 40)) | {42, 43, 57, 58, 70}
 
@@ -263,6 +265,34 @@ def pop909_band(score: symusic.Score, rng: np.random.Generator) -> symusic.Score
             t.program = bridge
     if rng.random() < POP909_DRUMS:
         out = with_drums(out, rng)
+    if rng.random() < POP909_BASS:
+        out = with_bass(out, int(rng.choice(POP909_BASS_PROGRAMS)))
+    return out
+
+
+def with_bass(score: symusic.Score, program: int, below: int = 55) -> symusic.Score:
+    """The PIANO track's bass line as a bass instrument: at each onset its lowest note, where that is
+    under ``below`` (G3), moves to a new track on ``program``. No corpus here has a bass part of its
+    own, and a model that never saw one leaves a bass asked for silent (it did: 1 note in 4 minutes)."""
+    out = score.copy()
+    piano = next((t for t in out.tracks if t.name.upper() == "PIANO" and len(t.notes)), None)
+    if piano is None:
+        return out
+    a = piano.notes.numpy()
+    order = np.lexsort((a["pitch"], a["time"]))  # by onset, lowest first
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = a["time"][order][1:] != a["time"][order][:-1]
+    low = np.zeros(len(order), dtype=bool)
+    low[order[first]] = True
+    low &= a["pitch"] < below
+    if not low.any():
+        return out
+    bass = symusic.Track("BASS", program, False)
+    for keep, track in ((low, bass), (~low, piano)):
+        idx = np.flatnonzero(keep)
+        track.notes = symusic.Note.from_numpy(a["time"][idx], a["duration"][idx], a["pitch"][idx],
+                                              a["velocity"][idx], "tick")
+    out.tracks.append(bass)
     return out
 
 
@@ -304,8 +334,8 @@ class Shard:
 
 
 # The version of what encode_variants makes of a piece: part of the shard cache's key, so a change to
-# it (2: same-instrument unisons dropped) tokenizes again instead of reusing stale shards
-DATA_PIPELINE = 2
+# it (2: same-instrument unisons dropped; 3: POP909 bass parts) tokenizes again instead of reusing stale shards
+DATA_PIPELINE = 3
 
 
 def build_shards(sources: list[Source], tokenizer, out_dir: Path, valid_fraction: float = 0.05,
