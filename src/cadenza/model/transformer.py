@@ -239,11 +239,11 @@ class Transformer(nn.Module):
             params = self.__dict__["_plist"] = list(self.parameters())
         # the caches themselves, compared by identity: an id() alone may be reused by a new cache once
         # the old one is freed, and then stale buffers of another batch size were returned (seen in CI)
-        caches = tuple(layer.self_attn.kv_cache for layer in self.layers)
-        key = tuple((p.data_ptr(), p._version) for p in params)
+        # (modules compare by identity; the key holds them, so their ids cannot be reused meanwhile)
+        key = (tuple(layer.self_attn.kv_cache for layer in self.layers),
+               tuple((p.data_ptr(), p._version) for p in params))
         cached = getattr(self, "_dw", None)
-        if (cached is not None and cached[0] == key and len(cached[2]) == len(caches)
-                and all(a is b for a, b in zip(cached[2], caches))):
+        if cached is not None and cached[0] == key:
             return cached[1]
         out = []
         for layer in self.layers:
@@ -252,7 +252,7 @@ class Transformer(nn.Module):
                         layer.post_attention_layernorm.weight, mlp._gate_up(mlp.gate_proj, mlp.up_proj),
                         mlp._down(mlp.down_proj), at.kv_cache.k, at.kv_cache.v))
         weights = tuple(out), self.norm.weight, self._head(self.lm_head)
-        self._dw = (key, weights, caches)
+        self._dw = (key, weights)
         return weights
 
     def decode_step(self, idx: torch.Tensor, input_pos: torch.Tensor, weights: tuple | None = None,

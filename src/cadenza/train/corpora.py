@@ -206,6 +206,16 @@ def encode_variants(tokenizer, source: Source, pid: str, score: symusic.Score) -
     return out
 
 
+def _first_of_each(group: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """A mask of one element per value of ``group``: the one with the smallest ``rank``."""
+    order = np.lexsort((rank, group))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = group[order][1:] != group[order][:-1]
+    mask = np.zeros(len(order), dtype=bool)
+    mask[order[first]] = True
+    return mask
+
+
 def drop_unisons(score: symusic.Score, positions_per_beat: int) -> symusic.Score:
     """The score without same-instrument unisons: a note whose instrument (program, or drums) already
     has that pitch starting at the same grid position (in this track or an earlier one on the same
@@ -221,11 +231,7 @@ def drop_unisons(score: symusic.Score, positions_per_beat: int) -> symusic.Score
             continue
         key = (bool(t.is_drum), -1 if t.is_drum else int(t.program))
         slot = (np.round(a["time"] / grid).astype(np.int64) << 7) | a["pitch"].astype(np.int64)
-        order = np.lexsort((-a["duration"].astype(np.int64), slot))  # by slot, the longest first
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = slot[order][1:] != slot[order][:-1]
-        keep = np.zeros(len(slot), dtype=bool)
-        keep[order[first]] = True
+        keep = _first_of_each(slot, -a["duration"].astype(np.int64))  # the longest of each slot
         before = seen.get(key)
         if before is not None:
             keep &= ~np.isin(slot, before)
@@ -279,12 +285,7 @@ def with_bass(score: symusic.Score, program: int, below: int = 55) -> symusic.Sc
     if piano is None:
         return out
     a = piano.notes.numpy()
-    order = np.lexsort((a["pitch"], a["time"]))  # by onset, lowest first
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = a["time"][order][1:] != a["time"][order][:-1]
-    low = np.zeros(len(order), dtype=bool)
-    low[order[first]] = True
-    low &= a["pitch"] < below
+    low = _first_of_each(a["time"], a["pitch"]) & (a["pitch"] < below)  # the lowest note of each onset
     if not low.any():
         return out
     bass = symusic.Track("BASS", program, False)
@@ -448,8 +449,9 @@ class WindowSampler:
         # instruments: some windows move their pitched instruments onto other GM programs (a low
         # part onto a bass instrument, others onto any melodic one), header and notes alike, so
         # asking for any instrument works, not only the few the corpora play
-        self.reinstrument = 0.3 if getattr(tok, "insts_on", False) else 0.0
-        if self.reinstrument:
+        self.insts_on = bool(getattr(tok, "insts_on", False))  # headers list the instruments (trimmed per window)
+        self.reinstrument = 0.3 if self.insts_on else 0.0
+        if self.insts_on:
             from cadenza.tokenizers.remi import T_INST, T_PROG
 
             self.prog_val = np.full(tok.vocab_size, -2, dtype=np.int16)
@@ -468,7 +470,7 @@ class WindowSampler:
         if self.fim and len(bars) >= 3 and self.rng.random() < self.fim:
             w = self._future_first(sh, a, b, bars)
             if w is not None:
-                w = self._only_playing(w) if self.reinstrument else w
+                w = self._only_playing(w) if self.insts_on else w
                 w = self._transpose(w) if self.transpose else w
                 return self._reinstrument(w) if self.reinstrument else w
         if len(bars) and self.rng.random() > 0.1:
@@ -481,7 +483,7 @@ class WindowSampler:
             w = np.concatenate([head, body])
         else:
             w = sh.tokens[a:min(b, a + self.ctx + 1)].astype(np.int64)
-        if self.reinstrument:
+        if self.insts_on:
             w = self._only_playing(w)
         if self.transpose:
             w = self._transpose(w)
