@@ -14,9 +14,10 @@ Prints one ``name: value`` line per figure (progress on stderr). Protocols (issu
   progressions from POP909 (its annotations) and Nottingham (recognized from its ABC accompaniment)
   validation songs; the model writes 8 bars over each (the song's style and instruments); the share
   of note time on tones of each bar's chord, generated vs. the real 8 bars, against the same chords.
-- ``scale_consistency_requested_key`` vs ``scale_consistency_real``: generations asking for a random key;
-  the share of pitched note time in that key's scale, vs. the real validation pieces in their own
-  (estimated) keys.
+- ``scale_consistency_requested_key`` vs ``scale_consistency_real``: 8-bar generations asking for a random
+  key (major or minor), the share of pitched note time in that key's scale, vs. the real validation
+  pieces of the same styles in their own (estimated) keys; style by style (``_<style>``), and the mean
+  over styles, each weighing the same.
 - ``infill_nll_with_future`` vs ``infill_nll_prefix_only``: for ``--infill`` validation pieces of at least
   10 bars, the NLL per token of bars 5-6 given the bars before and the next 4 bars first (the infill
   prompt) vs. given the bars before only.
@@ -127,24 +128,52 @@ def _scale_share(score, key) -> float:
     return on / total if total else float("nan")
 
 
+def _style_sources(cm, data: str) -> dict[str, list[str]]:
+    """The training sources of each of the model's styles (its config), ``../shared/data`` read from ``data``."""
+    out: dict[str, list[str]] = {}
+    for item in cm.config.get("training", {}).get("data", []):
+        spec, _, style = item.rpartition("=")
+        if spec and not spec.startswith("music21:"):
+            spec = str(Path(data) / Path(spec).name)
+        out.setdefault(style, []).append(spec)
+    return out or {"pop": [f"{data}/pop909"], "folk": [f"{data}/nottingham"]}
+
+
 def bench_keys(cm, a, rng) -> None:
+    """Generated in a requested key vs. real pieces in their own key, style by style: the real figure is
+    taken from the same styles the generations are drawn from, each style weighing the same in both (the
+    first protocol drew generations from all six styles and the real pieces from pop and folk only, the
+    two most diatonic: Palestrina's modes and the quartets' chromatic lines were measured against them)."""
     from cadenza.score.harmony import PITCH_CLASSES, estimate_key
 
-    gen = []
-    for k in range(a.generations // 2):
-        tonic, mode = int(rng.integers(12)), str(rng.choice(["major", "minor"]))
-        score = cm.generate(bars=8, key=f"{PITCH_CLASSES[tonic]} {mode}", seed=1000 + k, style=str(rng.choice(cm.styles)))
-        gen.append(_scale_share(score, (tonic, mode)))
-    real = []
-    for spec, style in ((f"{a.data}/pop909", "pop"), (f"{a.data}/nottingham", "folk")):
-        for n, (_, piece) in enumerate(validation_pieces(spec, style)):
-            if n >= a.generations // 4:
-                break
-            key = estimate_key(piece)
-            if key:
-                real.append(_scale_share(piece, key))
-    emit("scale_consistency_requested_key", nanmean(gen))
-    emit("scale_consistency_real", nanmean(real))
+    sources = _style_sources(cm, a.data)
+    styles = [s for s in cm.styles if s in sources]
+    n_gen = max(1, (a.generations // 2) // len(styles))  # generations per style
+    n_real = max(2, a.generations // 4)  # real pieces per style
+    gen_by, real_by = {}, {}
+    k = 0
+    for style in styles:
+        gen = gen_by.setdefault(style, [])
+        for _ in range(n_gen):
+            tonic, mode = int(rng.integers(12)), str(rng.choice(["major", "minor"]))
+            score = cm.generate(bars=8, key=f"{PITCH_CLASSES[tonic]} {mode}", seed=1000 + k, style=style)
+            gen.append(_scale_share(score, (tonic, mode)))
+            k += 1
+        real = real_by.setdefault(style, [])
+        quota = -(-n_real // len(sources[style]))  # spread over the style's sources (the quartets have three)
+        for spec in sources[style]:
+            for n, (_, piece) in enumerate(validation_pieces(spec, style)):
+                if n >= quota:
+                    break
+                key = estimate_key(piece)
+                if key:
+                    real.append(_scale_share(piece, key))
+        log(f"keys {style}: generated {nanmean(gen):.3f} ({len(gen)}), real {nanmean(real):.3f} ({len(real)})")
+    for style in styles:
+        emit(f"scale_consistency_requested_key_{style}", nanmean(gen_by[style]))
+        emit(f"scale_consistency_real_{style}", nanmean(real_by[style]))
+    emit("scale_consistency_requested_key", nanmean([nanmean(gen_by[s]) for s in styles]))
+    emit("scale_consistency_real", nanmean([nanmean(real_by[s]) for s in styles if real_by[s]]))
 
 
 @torch.no_grad()

@@ -248,3 +248,41 @@ def test_every_instrument_asked_for_enters_by_the_end(tiny, tokenizer):
     assert all(c > 0 for c in on), on
     with pytest.raises(CadenzaError, match="entry bias"):
         SamplingConfig(entry_bias=-1).validate()
+
+
+def test_an_instrument_silent_for_bars_is_brought_back(tiny, tokenizer):
+    """An asked-for instrument that played once and then fell silent (a trained model's bass played one
+    note in four minutes) gets the entry bias again after ``reentry_bars`` silent bars; with 0 it does not."""
+    import copy
+
+    import symusic
+
+    violin = tokenizer.program_id[40]
+    prog = torch.from_numpy(np.isin(np.arange(tokenizer.vocab_size), tokenizer.ids_of_type[T_PROG]))
+
+    class FewViolins(type(tiny)):
+        def forward(self, *a, **k):
+            out = super().forward(*a, **k)
+            out[..., prog] += 3.0
+            out[..., violin] -= 5.0  # rare; the bias (4) makes it nearly as likely as the piano again
+            return out
+
+    model = copy.deepcopy(tiny)
+    model.__class__ = FewViolins
+    score = symusic.Score(480)
+    for program in (0, 40):
+        t = symusic.Track("", program, False)
+        t.notes.append(symusic.Note(0, 480, 67 - program // 4, 80))
+        score.tracks.append(t)
+    prompt = tokenizer.encode(score, "pop")
+    assert violin in prompt
+
+    def violins(reentry):
+        res = generate(model, tokenizer, prompt, n=4, sampling=SamplingConfig(seed=3, reentry_bars=reentry),
+                       stop=StopConfig(bars=12), constraints={"programs": [0, 40]})
+        return sum(seq[res.prompt_len:].count(violin) for seq in res.ids)
+
+    off, on = violins(0), violins(2)
+    assert on >= 3 * max(off, 1), (off, on)
+    with pytest.raises(CadenzaError, match="re-entry"):
+        SamplingConfig(reentry_bars=-1).validate()

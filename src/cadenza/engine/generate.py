@@ -122,9 +122,11 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                                         np.concatenate([tokenizer.ids_of_type[T_PITCH], tokenizer.ids_of_type[T_DRUM]])))
     n_new = 0
     hard_limit = stop.limit()
-    missing = _asked_instruments(tokenizer, states, stop, sampling)  # per row: Program ids not heard yet
-    heard = {int(t) for t in prompt}  # an instrument of the prompt already plays
-    missing = [m - heard if m else m for m in missing]
+    # per row: each asked-for instrument's Program id -> the bar it last played in (None: not yet);
+    # an instrument of the prompt counts as playing in the prompt's last bar
+    heard = {int(t) for t in prompt}
+    last_bar = [{p: (start_bars - 1 if p in heard else None) for p in asked} if asked else None
+                for asked in _asked_instruments(tokenizer, states, stop, sampling)]
     header = prompt[: tokenizer.header_len(prompt)]  # BOS, style, key, instruments: always kept in view
 
     def opening(seq) -> list[int]:
@@ -208,15 +210,18 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         if repeat is not None:
             lg = repeat.apply(lg, masks)
         for b, st in enumerate(states):
-            if missing[b] and not done[b] and st.bars >= start_bars:  # in new bars, not the prompt's last
-                lg = lg.clone() if lg is logits else lg
-                want = list(missing[b])
-                lg[b, want] += sampling.entry_bias
-                if _past_half(st, stop, start_bars, start_secs) and bool(masks[b, want].any()):
+            if last_bar[b] and not done[b] and st.bars >= start_bars:  # in new bars, not the prompt's last
+                never = [p for p, at in last_bar[b].items() if at is None]
+                quiet = [p for p, at in last_bar[b].items()
+                         if at is not None and sampling.reentry_bars and st.bars - at > sampling.reentry_bars]
+                if never or quiet:
+                    lg = lg.clone() if lg is logits else lg
+                    lg[b, never + quiet] += sampling.entry_bias
+                if never and _past_half(st, stop, start_bars, start_secs) and bool(masks[b, never].any()):
                     # half the piece is written: where a note may start, one starts, on an instrument
                     # still silent (its pitch, length and loudness are the model's)
                     masks[b] = False
-                    masks[b, want] = True
+                    masks[b, never] = True
         if observe is not None:
             observe(lg, masks)
         nxt = sample(lg, sampling, masks, gen)
@@ -235,8 +240,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                 continue
             states[b].advance(t)
             seqs[b].append(t)
-            if missing[b]:
-                missing[b].discard(t)
+            if last_bar[b] and t in last_bar[b]:
+                last_bar[b][t] = states[b].bars
             if repeat is not None:
                 repeat.advance(b, t)
             if on_token:

@@ -23,6 +23,10 @@ class SamplingConfig:
     # is written it gets a note at the next place one may start (its pitch, length and loudness are the
     # model's); 0 = off. bench/arrange.py's instruments_all_played measures it
     entry_bias: float = 4.0
+    # and stays in: an instrument asked for that has been silent for more than this many bars gets the
+    # entry bias again (no note is forced); 0 = off. In a 4-minute piece for six instruments a bass and
+    # strings entered with one and two notes and were not heard again
+    reentry_bars: int = 8
     seed: int | None = None
 
     def validate(self) -> "SamplingConfig":
@@ -36,6 +40,8 @@ class SamplingConfig:
             raise CadenzaError(f"repeat rate must be between 0 and 1 (got {self.repeat_rate})")
         if self.entry_bias < 0:
             raise CadenzaError(f"entry bias must be 0 (off) or positive (got {self.entry_bias})")
+        if self.reentry_bars < 0:
+            raise CadenzaError(f"re-entry bars must be 0 (off) or positive (got {self.reentry_bars})")
         if self.repetition_penalty < 1:
             raise CadenzaError(f"repetition penalty must be >= 1 (got {self.repetition_penalty})")
         return self
