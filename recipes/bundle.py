@@ -37,6 +37,10 @@ def main() -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(a.src, tmp)
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    if "config" in cfg.get("training", {}):  # the card from the current card writer (a run's may be older)
+        from cadenza.train.loop import model_card
+
+        (tmp / "README.md").write_text(model_card(cfg))
     if a.recipe_note:
         card = tmp / "README.md"
         card.write_text(card.read_text() + "\n## Reproduce\n\n" + a.recipe_note + "\n")

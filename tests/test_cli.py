@@ -144,6 +144,15 @@ def test_train_and_resume(capsys, tmp_path):
         best = hist[-1]  # within the noise of the best: the final weights stay
     assert [h["step"] for h in hist] == [2, 3, 4, 5] and cfg["training"]["weights_from_step"] == best["step"]
     assert cfg["training"]["valid_loss"] == best["valid"]
+    # a style with no held-out pieces is validated on training data, and the card says so
+    from cadenza.train.loop import model_card
+
+    cfg["styles"] = ["folk", "quartet"]
+    cfg["training"]["data_stats"]["quartet/train"] = {"pieces": 3, "tokens": 100}
+    cfg["training"]["valid_loss"]["quartet"] = 0.5
+    card = model_card(cfg)
+    assert "| quartet | 0.500 (training data: no held-out pieces) |" in card
+    assert "| folk | " in card and "folk | " + f"{cfg['training']['valid_loss']['folk']:.3f} |" in card
 
 
 # ---- bad input: one line naming the problem, non-zero exit, nothing half-written ----

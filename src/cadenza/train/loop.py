@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -152,6 +153,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
     for s in styles:  # every style needs validation data; fall back to its training data if too small
         if s not in valid_shards and s in train_shards:
             valid_shards[s] = train_shards[s]
+            print(f"train: style '{s}' has no held-out pieces; its validation loss is on training data",
+                  file=sys.stderr)
     sampler = WindowSampler(train_shards, tok, cfg.ctx, seed=cfg.seed, transpose=cfg.transpose, pack=cfg.pack)
     vsamplers = {s: WindowSampler({s: sh}, tok, cfg.ctx, transpose=0) for s, sh in valid_shards.items()}
     stats = {f"{s}/{sp}": {"pieces": sh.n_pieces, "tokens": int(len(sh.tokens))} for (s, sp), sh in shards.items()}
@@ -251,7 +254,10 @@ DESCRIPTIONS = {
 def model_card(meta: dict) -> str:
     t = meta["training"]
     c = t["config"]
-    rows = "\n".join(f"| {s} | {t['valid_loss'].get(s, float('nan')):.3f} |" for s in meta["styles"])
+    # a style with no held-out pieces is validated on its training data (train() falls back to it): say so
+    no_valid = {s for s in meta["styles"] if f"{s}/train" in t["data_stats"] and f"{s}/valid" not in t["data_stats"]}
+    rows = "\n".join(f"| {s} | {t['valid_loss'].get(s, float('nan')):.3f}"
+                      f"{' (training data: no held-out pieces)' if s in no_valid else ''} |" for s in meta["styles"])
     data = "\n".join(f"- `{d}`" for d in t["data"])
     stats = "\n".join(f"| {k} | {v['pieces']} | {v['tokens']:,} |" for k, v in sorted(t["data_stats"].items()))
     extras = "".join([
