@@ -15,9 +15,10 @@ Prints one ``name: value`` line per figure (progress on stderr). Protocols (issu
   validation songs; the model writes 8 bars over each (the song's style and instruments); the share
   of note time on tones of each bar's chord, generated vs. the real 8 bars, against the same chords.
 - ``scale_consistency_requested_key`` vs ``scale_consistency_real``: 8-bar generations asking for a random
-  key (major or minor), the share of pitched note time in that key's scale, vs. the real validation
-  pieces of the same styles in their own (estimated) keys; style by style (``_<style>``), and the mean
-  over styles, each weighing the same.
+  key (major or minor), the share of pitched note time in that key's scale (with the engine's key bias,
+  printed as ``key_bias``; ``--key-bias 0``: the model alone), vs. the real validation pieces of the
+  same styles in their own (estimated) keys; style by style (``_<style>``), and the mean over styles,
+  each weighing the same.
 - ``infill_nll_with_future`` vs ``infill_nll_prefix_only``: for ``--infill`` validation pieces of at least
   10 bars, the NLL per token of bars 5-6 given the bars before and the next 4 bars first (the infill
   prompt) vs. given the bars before only.
@@ -148,7 +149,7 @@ def bench_keys(cm, a, rng) -> None:
 
     sources = _style_sources(cm, a.data)
     styles = [s for s in cm.styles if s in sources]
-    n_gen = max(1, (a.generations // 2) // len(styles))  # generations per style
+    n_gen = max(1, a.generations // len(styles))  # generations per style (8 with the default 50)
     n_real = max(2, a.generations // 4)  # real pieces per style
     gen_by, real_by = {}, {}
     k = 0
@@ -252,6 +253,9 @@ def main() -> None:
     ap.add_argument("--entry-bias", type=float, default=None,
                     help="the engine's entry bias (default: the engine's own; 0: the model alone decides "
                          "whether each instrument asked for plays)")
+    ap.add_argument("--key-bias", type=float, default=None,
+                    help="the engine's penalty for pitches outside a requested key (default: the engine's own; "
+                         "0: the model alone keeps the key)")
     ap.add_argument("--quick", action="store_true", help="a few of each, to check the script")
     a = ap.parse_args()
     if a.quick:
@@ -264,20 +268,22 @@ def main() -> None:
     if missing:
         raise SystemExit(f"model {cm.name} lacks the controls {sorted(missing)}: train it with recipes/arrange_model.sh")
     emit("model", cm.name)
-    if a.entry_bias is not None:  # every generation of this run with that entry bias
+    from cadenza.engine import SamplingConfig
+
+    fixed = {name: v for name, v in (("entry_bias", a.entry_bias), ("key_bias", a.key_bias)) if v is not None}
+    if fixed:  # every generation of this run with those settings
         import dataclasses
 
         prepare = cm._prepare
 
-        def with_bias(*args, **kw):
+        def with_settings(*args, **kw):
             r = prepare(*args, **kw)
-            r["sampling"] = dataclasses.replace(r["sampling"], entry_bias=a.entry_bias).validate()
+            r["sampling"] = dataclasses.replace(r["sampling"], **fixed).validate()
             return r
 
-        cm._prepare = with_bias
-    from cadenza.engine import SamplingConfig
-
-    emit("entry_bias", a.entry_bias if a.entry_bias is not None else SamplingConfig().entry_bias)
+        cm._prepare = with_settings
+    emit("entry_bias", fixed.get("entry_bias", SamplingConfig().entry_bias))
+    emit("key_bias", fixed.get("key_bias", SamplingConfig().key_bias))
     rng = np.random.default_rng(0)
     parts = set(a.only.split(","))
     if "instruments" in parts:

@@ -286,3 +286,33 @@ def test_an_instrument_silent_for_bars_is_brought_back(tiny, tokenizer):
     assert on >= 3 * max(off, 1), (off, on)
     with pytest.raises(CadenzaError, match="re-entry"):
         SamplingConfig(reentry_bars=-1).validate()
+
+
+def test_a_key_asked_for_is_kept_except_on_the_bars_chord(tiny, tokenizer):
+    """With a key asked for, pitches outside its scale are penalized unless they are tones of the bar's
+    chord; with the bias off the random model's pitches are spread over all twelve classes. (These rows
+    also slide their window with openings of different lengths: the engine made rows of unequal width
+    there until fit() trimmed a long opening.)"""
+    from cadenza.engine.generate import _KeyPenalty
+    from cadenza.score.harmony import scale_of
+
+    def out_of_scale(bias):
+        res = generate(tiny, tokenizer, tokenizer.header("pop"), n=4,
+                       sampling=SamplingConfig(seed=4, key=(2, "major"), key_bias=bias), stop=StopConfig(bars=4))
+        pcs = [int(tokenizer.id_to_token[t].split("_")[1]) % 12 for seq in res.ids for t in seq[res.prompt_len:]
+               if tokenizer.type_of[t] == T_PITCH]
+        return sum(pc not in scale_of(2, "major") for pc in pcs) / len(pcs)
+
+    off, on = out_of_scale(0.0), out_of_scale(3.0)
+    assert off > 0.25 and on < off / 3, (off, on)
+    # the bar's chord frees its own tones: F (F natural, out of D major) after a Chord F token
+    pen = _KeyPenalty(tokenizer, SamplingConfig(key=(2, "major")), tokenizer.header("pop"), 1)
+    f4 = tokenizer.token_to_id["Pitch_65"] if hasattr(tokenizer, "token_to_id") else \
+        tokenizer.id_to_token.index("Pitch_65")
+    assert float(pen.penalties()[0, f4]) < 0
+    chord_f = next(i for i, c in tokenizer.chord_of.items() if c == (5, "maj")) if tokenizer.chord_of else None
+    if chord_f is not None:
+        pen.advance(0, chord_f)
+        assert float(pen.penalties()[0, f4]) == 0
+    with pytest.raises(CadenzaError, match="key bias"):
+        SamplingConfig(key_bias=-1).validate()

@@ -127,6 +127,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     heard = {int(t) for t in prompt}
     last_bar = [{p: (start_bars - 1 if p in heard else None) for p in asked} if asked else None
                 for asked in _asked_instruments(tokenizer, states, stop, sampling)]
+    in_key = _KeyPenalty(tokenizer, sampling, prompt, n) if sampling.key is not None and sampling.key_bias else None
     header = prompt[: tokenizer.header_len(prompt)]  # BOS, style, key, instruments: always kept in view
 
     def opening(seq) -> list[int]:
@@ -163,9 +164,17 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         return prefill(model, torch.tensor(rows))
 
     def fit(parts) -> list[list[int]]:
-        """Rows of one width: the recent part of each is cut from its front where rows differ."""
+        """Rows of one width: the recent part of each is cut from its front where rows differ; a row
+        whose opening is longer than the others leave room for keeps less of its opening (the most
+        recent token always stays: the next one is predicted from it)."""
         width = min(sum(map(len, p)) for p in parts)
-        return [h + o + t[len(t) - (width - len(h) - len(o)):] for h, o, t in parts]
+        rows = []
+        for h, o, t in parts:
+            if width - len(h) - len(o) < 1:
+                o = o[:width - len(h) - 1]
+            keep = width - len(h) - len(o)
+            rows.append(h + o + t[len(t) - keep:])
+        return rows
 
     repeat = None
     if sampling.repeat_rate is not None:
@@ -209,6 +218,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             lg = logits
         if repeat is not None:
             lg = repeat.apply(lg, masks)
+        if in_key is not None:
+            lg = lg + in_key.penalties()
         for b, st in enumerate(states):
             if last_bar[b] and not done[b] and st.bars >= start_bars:  # in new bars, not the prompt's last
                 never = [p for p, at in last_bar[b].items() if at is None]
@@ -244,6 +255,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                 last_bar[b][t] = states[b].bars
             if repeat is not None:
                 repeat.advance(b, t)
+            if in_key is not None:
+                in_key.advance(b, t)
             if on_token:
                 on_token(b, t)
             yield b, t
@@ -256,6 +269,38 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         else:
             logits = decode_one(model, nxt, pos, step)
             pos += 1
+
+
+class _KeyPenalty:
+    """Per row, the penalty for pitches outside the asked key's scale and the current bar's chord."""
+
+    def __init__(self, tokenizer, sampling: SamplingConfig, prompt: list[int], n: int):
+        from cadenza.score.harmony import chord_tones, scale_of
+
+        self.chord_of = getattr(tokenizer, "chord_of", {})
+        self.scale, self.tones, self.bias = scale_of(*sampling.key), chord_tones, sampling.key_bias
+        ids = tokenizer.ids_of_type[T_PITCH]
+        self.pitch_ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
+        self.pcs = np.array([int(tokenizer.id_to_token[int(i)].split("_")[1]) % 12 for i in ids])
+        self.vocab = tokenizer.vocab_size
+        last = next((self.chord_of[int(t)] for t in reversed(prompt) if int(t) in self.chord_of), None)
+        self.chord = [last] * n
+        self.cache: dict = {}
+
+    def _vector(self, chord) -> torch.Tensor:
+        if chord not in self.cache:
+            allowed = self.scale | (self.tones(chord) if chord is not None else frozenset())
+            v = torch.zeros(self.vocab)
+            v[self.pitch_ids[torch.from_numpy(~np.isin(self.pcs, list(allowed)))]] = -self.bias
+            self.cache[chord] = v
+        return self.cache[chord]
+
+    def penalties(self) -> torch.Tensor:
+        return torch.stack([self._vector(c) for c in self.chord])
+
+    def advance(self, b: int, t: int) -> None:
+        if t in self.chord_of:
+            self.chord[b] = self.chord_of[t]
 
 
 def _asked_instruments(tokenizer, states, stop: StopConfig, sampling) -> list[set | None]:

@@ -217,7 +217,7 @@ class CadenzaModel:
             raise CadenzaError(f"repeat must be auto, off or a rate between 0 and 1 (got {repeat})")
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
                                   repetition_penalty=repetition_penalty, seed=seed,
-                                  repeat_rate=None if repeat is None else float(repeat)).validate()
+                                  repeat_rate=None if repeat is None else float(repeat), key=key_t).validate()
         return dict(prompt=prompt, full_ids=full_ids, ids=ids, sampling=sampling, tempo=tempo,
                     stop=StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens), constraints=constraints)
 
