@@ -31,12 +31,12 @@ def main() -> None:
     a = ap.parse_args()
     path = Path(a.model) / "config.json"
     cfg = json.loads(path.read_text())
-    rates = {}
+    by_style: dict[str, list[float]] = {}  # a style may have several sources (the quartets: three composers)
     for spec in cfg["training"]["data"]:
         src, _, style = spec.rpartition("=")
         if not src:
             continue
-        vals = []
+        vals = by_style.setdefault(style, [])
         for _, score in iter_pieces(Source(src, style), only="train"):
             if len(vals) >= a.pieces:
                 break
@@ -45,8 +45,8 @@ def main() -> None:
                 continue
             end = int(starts[a.bars]) if len(starts) > a.bars else int(score.end()) + 1
             vals.append(loop_rate(score.clip(int(starts[0]), end)))
-        rates[style] = round(float(np.nanmean(vals)), 4)
-        print(f"{style}: {rates[style]} ({len(vals)} pieces)", file=sys.stderr)
+        print(f"{style}: {np.nanmean(vals):.4f} ({len(vals)} pieces so far)", file=sys.stderr)
+    rates = {style: round(float(np.nanmean(vals)), 4) for style, vals in by_style.items() if vals}
     cfg["repeat_rate"] = rates
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
     with os.fdopen(fd, "w") as f:
