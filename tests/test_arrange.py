@@ -125,6 +125,8 @@ def test_generate_follows_key_chords_and_instruments(cm):
     for prompt in (None, song()):
         r = cm._prepare(prompt, None, None, None, "pop", ["flute", "piano"], 100, None, 1.0, 0, 0.95, 1.0, 4, 1,
                         "off", "A minor", chords)
+        # the engine keeps to the key and leans to the given chords' tones
+        assert r["sampling"].key == (9, "minor") and r["sampling"].follow_chords
         res = engine_generate(cm.model, tok, r["ids"], sampling=r["sampling"], stop=r["stop"],
                               constraints=r["constraints"])
         seq = res.ids[0]

@@ -293,7 +293,7 @@ def test_a_key_asked_for_is_kept_except_on_the_bars_chord(tiny, tokenizer):
     chord; with the bias off the random model's pitches are spread over all twelve classes. (These rows
     also slide their window with openings of different lengths: the engine made rows of unequal width
     there until fit() trimmed a long opening.)"""
-    from cadenza.engine.generate import _KeyPenalty
+    from cadenza.engine.generate import _HarmonyBias
     from cadenza.score.harmony import scale_of
 
     def out_of_scale(bias):
@@ -305,14 +305,22 @@ def test_a_key_asked_for_is_kept_except_on_the_bars_chord(tiny, tokenizer):
 
     off, on = out_of_scale(0.0), out_of_scale(3.0)
     assert off > 0.25 and on < off / 3, (off, on)
-    # the bar's chord frees its own tones: F (F natural, out of D major) after a Chord F token
-    pen = _KeyPenalty(tokenizer, SamplingConfig(key=(2, "major")), tokenizer.header("pop"), 1)
-    f4 = tokenizer.token_to_id["Pitch_65"] if hasattr(tokenizer, "token_to_id") else \
-        tokenizer.id_to_token.index("Pitch_65")
-    assert float(pen.penalties()[0, f4]) < 0
-    chord_f = next(i for i, c in tokenizer.chord_of.items() if c == (5, "maj")) if tokenizer.chord_of else None
-    if chord_f is not None:
-        pen.advance(0, chord_f)
-        assert float(pen.penalties()[0, f4]) == 0
+    # the bar's chord frees its own tones: F (out of D major) after a Chord F token; with the chords
+    # given, the chord's tones get a bonus
+    from cadenza.tokenizers.remi import RemiSpec, RemiTokenizer
+
+    ctok = RemiTokenizer(RemiSpec(controls=("key", "chords")))
+    f4, e4, d4 = (ctok.id_to_token.index(f"Pitch_{p}") for p in (65, 64, 62))
+    chord_f = ctok.chord_id["F:maj"]
+    pen = _HarmonyBias(ctok, SamplingConfig(key=(2, "major")), ctok.header("pop"), 1)
+    assert float(pen.biases()[0, f4]) < 0 and float(pen.biases()[0, e4]) == 0
+    pen.advance(0, chord_f)
+    assert float(pen.biases()[0, f4]) == 0
+    follow = _HarmonyBias(ctok, SamplingConfig(follow_chords=True, chord_bias=0.5), ctok.header("pop"), 1)
+    assert float(follow.biases()[0, f4]) == 0  # no chord yet
+    follow.advance(0, chord_f)
+    assert float(follow.biases()[0, f4]) == 0.5 and float(follow.biases()[0, d4]) == 0
+    with pytest.raises(CadenzaError, match="chord bias"):
+        SamplingConfig(chord_bias=-1).validate()
     with pytest.raises(CadenzaError, match="key bias"):
         SamplingConfig(key_bias=-1).validate()

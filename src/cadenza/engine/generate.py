@@ -127,7 +127,9 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     heard = {int(t) for t in prompt}
     last_bar = [{p: (start_bars - 1 if p in heard else None) for p in asked} if asked else None
                 for asked in _asked_instruments(tokenizer, states, stop, sampling)]
-    in_key = _KeyPenalty(tokenizer, sampling, prompt, n) if sampling.key is not None and sampling.key_bias else None
+    in_key = (_HarmonyBias(tokenizer, sampling, prompt, n)
+              if (sampling.key is not None and sampling.key_bias) or (sampling.follow_chords and sampling.chord_bias)
+              else None)
     header = prompt[: tokenizer.header_len(prompt)]  # BOS, style, key, instruments: always kept in view
 
     def opening(seq) -> list[int]:
@@ -219,7 +221,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
         if repeat is not None:
             lg = repeat.apply(lg, masks)
         if in_key is not None:
-            lg = lg + in_key.penalties()
+            lg = lg + in_key.biases()
         for b, st in enumerate(states):
             if last_bar[b] and not done[b] and st.bars >= start_bars:  # in new bars, not the prompt's last
                 never = [p for p, at in last_bar[b].items() if at is None]
@@ -271,14 +273,19 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             pos += 1
 
 
-class _KeyPenalty:
-    """Per row, the penalty for pitches outside the asked key's scale and the current bar's chord."""
+class _HarmonyBias:
+    """Per row, logit biases on pitches from the harmony asked for: a penalty for pitches outside the
+    asked key's scale and the current bar's chord (``key_bias``), and a bonus for the tones of the bar's
+    chord where the chords were given (``chord_bias``)."""
 
     def __init__(self, tokenizer, sampling: SamplingConfig, prompt: list[int], n: int):
         from cadenza.score.harmony import chord_tones, scale_of
 
         self.chord_of = getattr(tokenizer, "chord_of", {})
-        self.scale, self.tones, self.bias = scale_of(*sampling.key), chord_tones, sampling.key_bias
+        self.scale = scale_of(*sampling.key) if sampling.key is not None else None
+        self.tones = chord_tones
+        self.key_bias = sampling.key_bias if self.scale is not None else 0.0
+        self.chord_bias = sampling.chord_bias if sampling.follow_chords else 0.0
         ids = tokenizer.ids_of_type[T_PITCH]
         self.pitch_ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
         self.pcs = np.array([int(tokenizer.id_to_token[int(i)].split("_")[1]) % 12 for i in ids])
@@ -289,13 +296,17 @@ class _KeyPenalty:
 
     def _vector(self, chord) -> torch.Tensor:
         if chord not in self.cache:
-            allowed = self.scale | (self.tones(chord) if chord is not None else frozenset())
+            tones = self.tones(chord) if chord is not None else frozenset()
             v = torch.zeros(self.vocab)
-            v[self.pitch_ids[torch.from_numpy(~np.isin(self.pcs, list(allowed)))]] = -self.bias
+            if self.key_bias:
+                out = ~np.isin(self.pcs, list(self.scale | tones))
+                v[self.pitch_ids[torch.from_numpy(out)]] -= self.key_bias
+            if self.chord_bias and tones:
+                v[self.pitch_ids[torch.from_numpy(np.isin(self.pcs, list(tones)))]] += self.chord_bias
             self.cache[chord] = v
         return self.cache[chord]
 
-    def penalties(self) -> torch.Tensor:
+    def biases(self) -> torch.Tensor:
         return torch.stack([self._vector(c) for c in self.chord])
 
     def advance(self, b: int, t: int) -> None:

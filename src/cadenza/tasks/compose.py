@@ -217,7 +217,8 @@ class CadenzaModel:
             raise CadenzaError(f"repeat must be auto, off or a rate between 0 and 1 (got {repeat})")
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
                                   repetition_penalty=repetition_penalty, seed=seed,
-                                  repeat_rate=None if repeat is None else float(repeat), key=key_t).validate()
+                                  repeat_rate=None if repeat is None else float(repeat), key=key_t,
+                                  follow_chords=chords is not None).validate()
         return dict(prompt=prompt, full_ids=full_ids, ids=ids, sampling=sampling, tempo=tempo,
                     stop=StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens), constraints=constraints)
 
