@@ -268,6 +268,8 @@ def main() -> None:
     ap.add_argument("--reentry-bars", type=int, default=None,
                     help="the engine's bars of silence before an instrument asked for is nudged again "
                          "(default: the engine's own; 0: off)")
+    ap.add_argument("--chord-bias", type=float, default=None,
+                    help="the engine's bonus for the given chord's tones (default: the engine's own; 0: the model alone)")
     ap.add_argument("--key-bias", type=float, default=None,
                     help="the engine's penalty for pitches outside a requested key (default: the engine's own; "
                          "0: the model alone keeps the key)")
@@ -286,7 +288,7 @@ def main() -> None:
     from cadenza.engine import SamplingConfig
 
     fixed = {name: v for name, v in (("entry_bias", a.entry_bias), ("key_bias", a.key_bias),
-                                     ("reentry_bars", a.reentry_bars)) if v is not None}
+                                     ("reentry_bars", a.reentry_bars), ("chord_bias", a.chord_bias)) if v is not None}
     if fixed:  # every generation of this run with those settings
         import dataclasses
 
@@ -301,6 +303,7 @@ def main() -> None:
     emit("entry_bias", fixed.get("entry_bias", SamplingConfig().entry_bias))
     emit("key_bias", fixed.get("key_bias", SamplingConfig().key_bias))
     emit("reentry_bars", fixed.get("reentry_bars", SamplingConfig().reentry_bars))
+    emit("chord_bias", fixed.get("chord_bias", SamplingConfig().chord_bias))
     rng = np.random.default_rng(0)
     parts = set(a.only.split(","))
     if "instruments" in parts:

@@ -9,13 +9,15 @@
 # instruments onto other GM programs (cadenza/train/corpora.py), so any instrument can be asked for.
 # Same-instrument unisons are dropped from the pieces (corpora.drop_unisons) and each window's header
 # lists only the instruments that play in it.
-# The bundled model (src/cadenza/models/arrange) was trained in two runs on 2 CPU cores:
-#   STEPS=1900 bash recipes/arrange_model.sh            # 25 min tokenizing, 65 min training (unisons kept)
-#   RESUME=1 STEPS=4600 bash recipes/arrange_model.sh   # tokenizes again (unisons dropped), 2,700 more steps, 94 min
-# (That was data pipeline 2, commit cf0c9d0; since pipeline 3, 70% of POP909 songs also get their
-# piano's bass line as a bass part, corpora.with_bass, for the next training of this family.)
-# The learning rate of the second run starts where its cosine over 4,600 steps is at step 1,900. A single
-# STEPS=4600 run is the same recipe in one go (about 25 + 150 minutes on 2 cores).
+# 70% of POP909 songs also get their piano's bass line as a bass part (corpora.with_bass).
+# The bundled model (src/cadenza/models/arrange) was trained in three runs on 2 CPU cores, each
+# resuming the last one's checkpoint on data tokenized again by the then current pipeline:
+#   STEPS=1900 bash recipes/arrange_model.sh            # 25 min tokenizing, 65 min training (pipeline 1: unisons kept)
+#   RESUME=1 STEPS=4600 bash recipes/arrange_model.sh   # 25 + 94 min (pipeline 2: unisons dropped)
+#   RESUME=1 STEPS=6500 bash recipes/arrange_model.sh   # 25 + 55 min (pipeline 3: POP909 bass parts)
+# Each resumed run's learning rate picks up its cosine over the new STEPS at the step it resumes from.
+# A single STEPS=6500 run is the same recipe on the current data in one go (about 25 + 200 minutes).
+# Then: python recipes/repeat_rates.py runs/arrange/model  (each style's rate of restated bars)
 # Resumable: run it again with RESUME=1 after an interruption (STEPS may then be changed).
 set -euo pipefail
 DATA=${DATA:-../shared/data}
