@@ -1,6 +1,6 @@
 """Copy a trained run's model folder into the package as a bundled model.
 
-    python recipes/bundle.py runs/default/model src/cadenza/models/default --default-style pop
+    python recipes/bundle.py runs/default/model src/cadenza/models/small --default-style pop
 
 Records the style used when none is asked for and checks the size limit (25 MB).
 """

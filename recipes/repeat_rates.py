@@ -1,6 +1,6 @@
 """Measure each style's loop rate on a model's training pieces and store it as ``repeat_rate``.
 
-    python recipes/repeat_rates.py src/cadenza/models/default [--bars 64] [--pieces 40]
+    python recipes/repeat_rates.py src/cadenza/models/small [--bars 64] [--pieces 40]
 
 The engine's bar repetition control (cadenza/engine/repeat.py) steers generated music to repeat
 bars about as often as this (the loop rate of guide/benchmarks.md, section 3, on the first

@@ -102,13 +102,15 @@ def test_cli_arrange_and_infill(cm, tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     for args, words in [(["infill", str(tmp_path / "in.mid"), "--bars", "x"], "cannot read --bars"),
                         (["infill", str(tmp_path / "in.mid"), "--bars", "1-2", "--tracks", "tuba"], "no track plays tuba"),
-                        (["arrange", str(tmp_path / "in.mid"), "--add", "bass", "--model", "default"],
+                        (["arrange", str(tmp_path / "in.mid"), "--add", "bass", "--model", "small"],
                          "trained without")]:
         code = main([*args, "--out", str(tmp_path / "x.mid"), "-q"] + (["--model", str(cm.path)] if "tuba" in args
                                                                        or "x" in args else []))
         err = capsys.readouterr().err
         assert code != 0 and words in err, (args, err)
-    # no --model: the default model lacks the controls, so a model that has them is used, and said
+    # no --model, a default model without the controls (the small one was the default): a model that
+    # has them is used, and said
+    monkeypatch.setattr("cadenza.tasks.compose.DEFAULT_MODEL", "small")
     monkeypatch.setenv("CADENZA_MODELS", str(cm.path.parent))
     assert main(["arrange", str(tmp_path / "in.mid"), "--add", "bass", "--seed", "2",
                  "--out", str(tmp_path / "auto.mid")]) == 0
@@ -169,7 +171,8 @@ def test_cli_generate_over_chords_with_key(cm, tiny_model_dir, tmp_path, capsys,
                         (["--key", "H major"], "unknown key")]:
         code = main(["generate", "--model", str(cm.path), *args, "--out", str(tmp_path / "x.mid"), "-q"])
         assert code != 0 and words in capsys.readouterr().err, args
-    # no --model: a key asked for is written by a model with the key control (the default has none)
+    # no --model, a default without the key control: a key asked for is written by a model with it
+    monkeypatch.setattr("cadenza.tasks.compose.DEFAULT_MODEL", "small")
     monkeypatch.setenv("CADENZA_MODELS", str(cm.path.parent))
     assert main(["generate", "--key", "D minor", "--bars", "2", "--seed", "1", "--out", str(tmp_path / "k.mid")]) == 0
     assert "using model '" in capsys.readouterr().err

@@ -87,6 +87,7 @@ def test_models_lists_styles(capsys, monkeypatch, tiny_model_dir):
     monkeypatch.setenv("CADENZA_MODELS", str(tiny_model_dir.parent))
     code, out, _ = run(capsys, "models")
     assert code == 0 and "tiny" in out and "folk" in out
+    assert [ln.split()[0] for ln in out.splitlines() if "default" in ln] == ["arrange"]  # the default is marked
 
 
 def test_quantize_writes_a_smaller_model_that_generates(capsys, tmp_path, tiny_model_dir):

@@ -66,7 +66,7 @@ def test_health_options_and_openapi(client, tiny_model_dir):
     assert client.get("/api/health").json()["status"] == "ok"
     o = client.get("/api/options").json()
     assert o["default_model"] == str(tiny_model_dir)
-    assert {"chorale", "default"} <= {m["name"] for m in o["models"]}
+    assert {"chorale", "arrange", "small"} <= {m["name"] for m in o["models"]}
     assert "Acoustic Grand Piano" in o["instruments"] and "drums" in o["instruments"]
     assert o["limits"]["bars"] == 32 and o["limits"]["upload_bytes"] == 200_000
     paths = client.get("/openapi.json").json()["paths"]

@@ -620,14 +620,17 @@ def cmd_train(a) -> int:
 
 def cmd_models(a) -> int:
     from cadenza.tasks import list_models
+    from cadenza.tasks.compose import find_model
 
     models = list_models()
+    default = find_model(None).resolve()
     if not models:
         print("no models found")
         return 0
     for m in models:
         loss = ", ".join(f"{k} {v:.3f}" for k, v in m["valid_loss"].items())
-        print(f"{m['name']:<16} {m['kind']:<8} {m['family']:<13} styles: {', '.join(m['styles']) or '-'}"
+        kind = m["kind"] + (", default" if Path(m["path"]).resolve() == default else "")
+        print(f"{m['name']:<16} {kind:<17} {m['family']:<13} styles: {', '.join(m['styles']) or '-'}"
               + (f"  (valid loss {loss})" if loss else "") + f"\n{'':<16} {m['path']}")
     return 0
 

@@ -22,7 +22,7 @@ from cadenza.tokenizers import tokenizer_from_config
 from cadenza.tokenizers.remi import T_BAR, T_DUR, T_PITCH, T_DRUM, T_PROG, T_VEL
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = "default"
+DEFAULT_MODEL = "arrange"
 
 
 def local_models_dir() -> Path:
@@ -31,7 +31,7 @@ def local_models_dir() -> Path:
 
 def find_model(name: str | os.PathLike | None = None) -> Path:
     """A model folder by path, bundled name, or name under $CADENZA_MODELS (~/.cadenza/models)."""
-    name = name or DEFAULT_MODEL
+    name = DEFAULT_MODEL if name in (None, "", "default") else name  # "default": whichever is the default
     p = Path(name)
     if (p / "config.json").is_file():
         return p
