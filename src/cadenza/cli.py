@@ -214,6 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
     _render_flags(e, play=False)
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    tr = sub.add_parser("transcribe", help="notes of a hummed, sung or played melody (a recording)",
+                        description="Transcribe a monophonic recording (.wav/.flac/.ogg/.mp3) into notes with "
+                                    "onsets, lengths and loudness (pYIN pitch tracking and onset detection).")
+    tr.add_argument("input", metavar="AUDIO", help="a recording of one voice or instrument")
+    tr.add_argument("--tempo", type=_positive_float, metavar="BPM",
+                    help="the tempo of the written score (default: 120, or estimated when quantizing)")
+    tr.add_argument("--quantize", metavar="1/N", help="snap notes to a grid of that tempo, e.g. 1/16")
+    tr.add_argument("--instrument", default="piano", help="the instrument of the written track (default: piano)")
+    tr.add_argument("--out", action="append", required=True, metavar="FILE",
+                    help="output file by suffix (score, audio, piano roll or sheet music); repeatable")
+    _render_flags(tr, play=False)
+    tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
     pl = sub.add_parser("play", help="play a score or a recording on the audio device",
                         description="Play a score (rendered with the SoundFont) or a recording on this machine's "
                                     "audio output.")
@@ -584,6 +597,22 @@ def cmd_edit(a) -> int:
     return 0
 
 
+def cmd_transcribe(a) -> int:
+    from cadenza.audio.transcribe import transcribe
+    from cadenza.score import parse_instrument
+    from cadenza.score.edit import parse_grid
+
+    program, drum = parse_instrument(a.instrument)  # check every flag before the slow part
+    if drum:
+        raise CadenzaError("--instrument: a melody cannot be transcribed onto drums")
+    if a.quantize:
+        parse_grid(a.quantize)
+    outs = _check_outputs(a.out)
+    score = transcribe(a.input, tempo=a.tempo, quantize=a.quantize, program=program)
+    _write_all(score, outs, a, name=a.input, quiet=a.quiet)
+    return 0
+
+
 def cmd_play(a) -> int:
     from cadenza.render import render_audio
 
@@ -686,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"generate": cmd_generate, "harmonize": cmd_harmonize, "train": cmd_train,
                 "models": cmd_models, "render": cmd_render, "play": cmd_play, "live": _cmd_live,
-                "quantize": cmd_quantize, "serve": cmd_serve, "edit": cmd_edit,
+                "quantize": cmd_quantize, "serve": cmd_serve, "edit": cmd_edit, "transcribe": cmd_transcribe,
                 "arrange": cmd_arrange, "infill": cmd_infill}[a.command](a)
     except CadenzaError as e:
         print(f"cadenza: error: {e}", file=sys.stderr)
