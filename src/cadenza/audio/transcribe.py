@@ -66,13 +66,13 @@ def transcribe_array(audio: np.ndarray, sr: int, *, tempo: float | None = None, 
     onsets = librosa.onset.onset_detect(y=y, sr=SR, hop_length=HOP, backtrack=False, units="frames")
     rms = librosa.feature.rms(y=y, frame_length=2048, hop_length=HOP)[0]
     min_frames = max(1, int(round(min_note_s * SR / HOP)))
-    snap = int(round(0.12 * SR / HOP))  # an onset up to 120 ms before a run's start marks its attack
+    snap = swell = int(round(0.12 * SR / HOP))  # an onset up to 120 ms before a run's start marks its attack
     notes = []
     for a, b, pitch in _runs(midi):
-        # an onset inside a run is a new attack on the same pitch only if the level dips before it and
-        # rises after (a note's release and a flute's or violin's swell also move the onset function)
-        cuts = [a] + [int(o) for o in onsets if a + min_frames <= o <= b - min_frames
-                      and rms[max(a, o - 3):o].min() < 0.7 * rms[a:o].max()
+        # an onset inside a run is a new attack on the same pitch if the level rises there (a note's
+        # release also moves the onset function) and it is not the swell of the note's own attack (a
+        # flute's or violin's, within 120 ms of the run's start)
+        cuts = [a] + [int(o) for o in onsets if a + max(min_frames, swell) <= o <= b - min_frames
                       and rms[o:o + 4].max() > 1.2 * rms[max(a, o - 3):o].min()] + [b]
         for s, e in zip(cuts[:-1], cuts[1:]):
             if e - s < min_frames:
