@@ -287,8 +287,8 @@ def main() -> None:
     emit("model", cm.name)
     from cadenza.engine import SamplingConfig
 
-    fixed = {name: v for name, v in (("entry_bias", a.entry_bias), ("key_bias", a.key_bias),
-                                     ("reentry_bars", a.reentry_bars), ("chord_bias", a.chord_bias)) if v is not None}
+    settings = ("entry_bias", "key_bias", "reentry_bars", "chord_bias")  # the engine's steering, each a flag
+    fixed = {name: getattr(a, name) for name in settings if getattr(a, name) is not None}
     if fixed:  # every generation of this run with those settings
         import dataclasses
 
@@ -300,10 +300,8 @@ def main() -> None:
             return r
 
         cm._prepare = with_settings
-    emit("entry_bias", fixed.get("entry_bias", SamplingConfig().entry_bias))
-    emit("key_bias", fixed.get("key_bias", SamplingConfig().key_bias))
-    emit("reentry_bars", fixed.get("reentry_bars", SamplingConfig().reentry_bars))
-    emit("chord_bias", fixed.get("chord_bias", SamplingConfig().chord_bias))
+    for name in settings:
+        emit(name, fixed.get(name, getattr(SamplingConfig(), name)))
     rng = np.random.default_rng(0)
     parts = set(a.only.split(","))
     if "instruments" in parts:

@@ -600,13 +600,10 @@ def cmd_edit(a) -> int:
 def cmd_transcribe(a) -> int:
     from cadenza.audio.transcribe import transcribe
     from cadenza.score import parse_instrument
-    from cadenza.score.edit import parse_grid
 
-    program, drum = parse_instrument(a.instrument)  # check every flag before the slow part
+    program, drum = parse_instrument(a.instrument)  # flags are checked before the slow part (the grid too)
     if drum:
         raise CadenzaError("--instrument: a melody cannot be transcribed onto drums")
-    if a.quantize:
-        parse_grid(a.quantize)
     outs = _check_outputs(a.out)
     score = transcribe(a.input, tempo=a.tempo, quantize=a.quantize, program=program)
     _write_all(score, outs, a, name=a.input, quiet=a.quiet)

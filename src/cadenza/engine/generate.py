@@ -127,9 +127,9 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     heard = {int(t) for t in prompt}
     last_bar = [{p: (start_bars - 1 if p in heard else None) for p in asked} if asked else None
                 for asked in _asked_instruments(tokenizer, states, stop, sampling)]
-    in_key = (_HarmonyBias(tokenizer, sampling, prompt, n)
-              if (sampling.key is not None and sampling.key_bias) or (sampling.follow_chords and sampling.chord_bias)
-              else None)
+    harmony = (_HarmonyBias(tokenizer, sampling, prompt, n)
+               if (sampling.key is not None and sampling.key_bias) or (sampling.follow_chords and sampling.chord_bias)
+               else None)
     header = prompt[: tokenizer.header_len(prompt)]  # BOS, style, key, instruments: always kept in view
 
     def opening(seq) -> list[int]:
@@ -220,8 +220,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             lg = logits
         if repeat is not None:
             lg = repeat.apply(lg, masks)
-        if in_key is not None:
-            lg = lg + in_key.biases()
+        if harmony is not None:
+            lg = lg + harmony.biases()
         for b, st in enumerate(states):
             if last_bar[b] and not done[b] and st.bars >= start_bars:  # in new bars, not the prompt's last
                 never = [p for p, at in last_bar[b].items() if at is None]
@@ -257,8 +257,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                 last_bar[b][t] = states[b].bars
             if repeat is not None:
                 repeat.advance(b, t)
-            if in_key is not None:
-                in_key.advance(b, t)
+            if harmony is not None:
+                harmony.advance(b, t)
             if on_token:
                 on_token(b, t)
             yield b, t
@@ -288,7 +288,7 @@ class _HarmonyBias:
         self.chord_bias = sampling.chord_bias if sampling.follow_chords else 0.0
         ids = tokenizer.ids_of_type[T_PITCH]
         self.pitch_ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
-        self.pcs = np.array([int(tokenizer.id_to_token[int(i)].split("_")[1]) % 12 for i in ids])
+        self.pcs = np.array([int(tokenizer.value_of[int(i)]) % 12 for i in ids])
         self.vocab = tokenizer.vocab_size
         last = next((self.chord_of[int(t)] for t in reversed(prompt) if int(t) in self.chord_of), None)
         self.chord = [last] * n
