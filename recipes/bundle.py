@@ -37,7 +37,11 @@ def main() -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(a.src, tmp)
     (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    if "config" in cfg.get("training", {}):  # the card from the current card writer (a run's may be older)
+    if cfg.get("family") == "audio-lm":
+        from cadenza.audio.train import audio_model_card
+
+        (tmp / "README.md").write_text(audio_model_card(cfg))
+    elif "config" in cfg.get("training", {}):  # the card from the current card writer (a run's may be older)
         from cadenza.train.loop import model_card
 
         (tmp / "README.md").write_text(model_card(cfg))

@@ -111,8 +111,10 @@ def test_serve_says_when_the_port_is_taken(capsys):
 
 def test_help_for_every_command(capsys):
     for cmd in ("generate", "harmonize", "train", "models", "quantize", "live", "render", "play", "serve", "edit",
-                "arrange", "infill"):
+                "arrange", "infill", "transcribe", "audio"):
         assert run(capsys, cmd, "--help")[0] == 0
+    for cmd in ("continue", "generate", "train"):
+        assert run(capsys, "audio", cmd, "--help")[0] == 0
     assert run(capsys)[0] != 0
 
 

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="write new music, from nothing or continuing a seed",
                        description="Write new music with a model, from nothing or continuing a seed.")
     seed = g.add_argument_group("seed (at most one)")
-    seed.add_argument("--prompt", metavar="FILE", help="a .mid/.abc/.musicxml file to continue")
+    seed.add_argument("--prompt", metavar="FILE", help="a .mid/.abc/.musicxml file to continue, or a recording "
+                      "(.wav/.flac/.ogg/.mp3) of a hummed, sung or played melody, transcribed first")
     seed.add_argument("--notes", metavar="TEXT", help='typed notes, e.g. "E4 D4 C4 D4 | E4 E4 E4/2"')
     seed.add_argument("--chords", metavar="TEXT", help='chord symbols, e.g. "| Am | F | C | G |": a model with the '
                       'chords control writes over them (one per bar); another plays them as a block-chord seed')
@@ -227,6 +228,47 @@ def build_parser() -> argparse.ArgumentParser:
     _render_flags(tr, play=False)
     tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    au = sub.add_parser("audio", help="continue or generate audio with an audio model; train one on recordings",
+                        description="The audio model: a codec turns sound into tokens, a transformer prior continues "
+                                    "them. `continue` extends a recording, `generate` makes new audio in a style, "
+                                    "`train` trains both parts on a folder of recordings (style = first subfolder).")
+    asub = au.add_subparsers(dest="audio_command", metavar="{continue,generate,train}", required=True)
+    for name, helptext in (("continue", "continue a recording (its own samples are kept as they are)"),
+                           ("generate", "new audio in a style, from nothing")):
+        ap_ = asub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
+        if name == "continue":
+            ap_.add_argument("input", metavar="AUDIO", help="the recording to continue (.wav/.flac/.ogg/.mp3)")
+        ap_.add_argument("--seconds", type=_positive_float, default=10.0, help="seconds of new audio (default 10)")
+        ap_.add_argument("--style", help="the model's style to use (default: " +
+                         ("the one that fits the recording best)" if name == "continue" else "its first)"))
+        ap_.add_argument("--temperature", type=_positive_float, default=1.0, help="sampling temperature (default 1.0)")
+        ap_.add_argument("--top-p", type=_positive_float, default=1.0, help="nucleus sampling (default 1.0: off)")
+        ap_.add_argument("--seed", type=int, help="random seed (same seed, same audio)")
+        ap_.add_argument("--model", metavar="NAME|DIR", help="audio model (default: the bundled 'audio')")
+        ap_.add_argument("--out", action="append", required=True, metavar="FILE",
+                         help="audio (.wav/.flac/.ogg/.mp3) or a spectrogram picture (.png); repeatable")
+        ap_.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    at = asub.add_parser("train", help="train a codec and a prior on a folder of recordings",
+                         description="Train an audio model: the codec, then the prior over its codes. Resumable: "
+                                     "run again with --resume after a stop.")
+    at.add_argument("--data", required=True, metavar="DIR",
+                    help="recordings; the first subfolder names the style (wavs/piano/..., wavs/strings/...)")
+    at.add_argument("--out", required=True, metavar="DIR", help="run folder; the model is written to DIR/model")
+    at.add_argument("--codec-steps", type=_positive_int, default=3000, help="codec training steps (default 3000)")
+    at.add_argument("--prior-steps", type=_positive_int, default=3000, help="prior training steps (default 3000)")
+    at.add_argument("--batch-size", type=_positive_int, default=16)
+    at.add_argument("--ctx", type=_positive_int, default=512, help="prior context in tokens (default 512)")
+    at.add_argument("--d-model", type=_positive_int, default=256)
+    at.add_argument("--n-layers", type=_positive_int, default=6)
+    at.add_argument("--threads", type=_positive_int, help="CPU threads")
+    at.add_argument("--max-minutes", type=_positive_float, help="stop (resumably) after this many minutes")
+    at.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: the prior's forward pass in bfloat16 (faster on CPUs with AVX512-BF16)")
+    at.add_argument("--name", default="cadenza-audio", help="model name")
+    at.add_argument("--license", default="see data sources", help="license of the training data")
+    at.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoints")
+    at.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
     pl = sub.add_parser("play", help="play a score or a recording on the audio device",
                         description="Play a score (rendered with the SoundFont) or a recording on this machine's "
                                     "audio output.")
@@ -384,7 +426,16 @@ def cmd_generate(a) -> int:
     prompt, chords = None, None
     if a.repeat > 1 and not a.chords:
         raise CadenzaError("--repeat repeats a --chords progression; give --chords")
-    if a.prompt:
+    if a.prompt and Path(a.prompt).suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"):
+        from cadenza.audio.transcribe import transcribe
+
+        # a hummed, sung or played melody: its notes (on a 16th-note grid, the model's own) are the seed
+        prompt = transcribe(a.prompt, tempo=a.tempo, quantize="1/16", program=first_prog or 0)
+        if not a.quiet:
+            from cadenza.score import count_notes, score_seconds
+
+            print(f"transcribed {count_notes(prompt)} notes ({score_seconds(prompt):.1f} s) from {a.prompt}")
+    elif a.prompt:
         prompt = read_score(a.prompt)
     elif a.notes:
         prompt = parse_notes(a.notes, tempo=tempo, program=first_prog, time_signature=meter)
@@ -610,6 +661,67 @@ def cmd_transcribe(a) -> int:
     return 0
 
 
+def cmd_audio(a) -> int:
+    if a.audio_command == "train":
+        from cadenza.audio.train import AudioTrainConfig, train_audio
+
+        out = Path(a.out)
+        if not a.resume and any((out / f).exists() for f in ("codec_checkpoint.pt", "prior_checkpoint.pt")):
+            raise CadenzaError(f"{out} already has a checkpoint: add --resume to continue it, or pick another --out")
+        if a.resume and not (out / "codec_checkpoint.pt").exists():
+            raise CadenzaError(f"nothing to resume: {out / 'codec_checkpoint.pt'} does not exist")
+        cfg = AudioTrainConfig(out=a.out, data=a.data, codec_steps=a.codec_steps, prior_steps=a.prior_steps,
+                               batch_size=a.batch_size, ctx=a.ctx, d_model=a.d_model, n_layers=a.n_layers,
+                               threads=a.threads, max_minutes=a.max_minutes, precision=a.precision, name=a.name,
+                               license=a.license)
+        path = train_audio(cfg, progress=not a.quiet)
+        print(f"model written to {path}")
+        return 0
+    from tqdm import tqdm
+
+    from cadenza.render.audio import AUDIO_SUFFIXES, read_audio, write_audio
+    from cadenza.render.pictures import spectrogram_png
+    from cadenza.tasks.audio import load_audio_model
+
+    outs = _check_outputs(a.out)
+    bad = [o for o in outs if o.suffix.lower() not in AUDIO_SUFFIXES + (".png",)]
+    if bad:
+        raise CadenzaError(f"cannot write {bad[0]}: `cadenza audio` writes audio (.wav, .flac, .ogg, .mp3) "
+                           "or a spectrogram (.png)")
+    if a.audio_command == "continue":
+        prompt, sr = read_audio(a.input)  # the slow parts come after every check
+    model = load_audio_model(a.model)
+    bar = None if a.quiet else tqdm(desc="audio", unit="frame", dynamic_ncols=True)
+
+    def progress(k, total):
+        if bar is not None:
+            bar.total = total
+            bar.update(k - bar.n)  # tqdm redraws at most every 0.1 s
+
+    opts = dict(style=a.style, temperature=a.temperature, top_p=min(a.top_p, 1.0), seed=a.seed, progress=progress)
+    if a.audio_command == "continue":
+        res = model.continue_audio(prompt, sr, a.seconds, **opts)
+    else:
+        res = model.generate_audio(a.seconds, **opts)
+    if bar is not None:
+        bar.close()
+    marks = [(res.prompt_samples / res.sample_rate, "continuation")] if res.prompt_samples else None
+    for o in outs:
+        if o.suffix.lower() == ".png":
+            spectrogram_png(res.samples, res.sample_rate, o, marks=marks,
+                            title=f"{o.stem}: prompt and continuation ({res.style})" if marks else f"{o.stem} ({res.style})")
+            what = "spectrogram"
+        else:
+            write_audio(o, res.samples, res.sample_rate)
+            what = f"{res.seconds:.1f} s of audio ({res.seconds - res.prompt_samples / res.sample_rate:.1f} s new)"
+        if not a.quiet:
+            print(f"wrote {o}: {what}, style {res.style}")
+    if not a.quiet:
+        new = res.seconds - res.prompt_samples / res.sample_rate
+        print(f"{new:.1f} s of audio in {res.wall_s:.1f} s ({new / max(res.wall_s, 1e-9):.2f}x real time)")
+    return 0
+
+
 def cmd_play(a) -> int:
     from cadenza.render import render_audio
 
@@ -713,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"generate": cmd_generate, "harmonize": cmd_harmonize, "train": cmd_train,
                 "models": cmd_models, "render": cmd_render, "play": cmd_play, "live": _cmd_live,
                 "quantize": cmd_quantize, "serve": cmd_serve, "edit": cmd_edit, "transcribe": cmd_transcribe,
-                "arrange": cmd_arrange, "infill": cmd_infill}[a.command](a)
+                "arrange": cmd_arrange, "infill": cmd_infill, "audio": cmd_audio}[a.command](a)
     except CadenzaError as e:
         print(f"cadenza: error: {e}", file=sys.stderr)
         return EXIT_ERROR

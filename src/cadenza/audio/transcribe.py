@@ -48,7 +48,6 @@ def transcribe_array(audio: np.ndarray, sr: int, *, tempo: float | None = None, 
                      program: int = 0, min_note_s: float = 0.06) -> symusic.Score:
     """Notes of a monophonic recording as a one-track score (seconds kept exactly unless ``quantize``)."""
     import librosa
-    import scipy.signal
 
     from cadenza.score.edit import parse_grid, quantize as quantize_score
 
@@ -60,11 +59,45 @@ def transcribe_array(audio: np.ndarray, sr: int, *, tempo: float | None = None, 
     if peak < 1e-4:
         raise CadenzaError("the recording is silent: nothing to transcribe")
     y = y / peak
-    f0, voiced, _ = librosa.pyin(y, fmin=FMIN, fmax=FMAX, sr=SR, frame_length=2048, hop_length=HOP)
-    midi = np.where(voiced & np.isfinite(f0), np.round(librosa.hz_to_midi(np.nan_to_num(f0, nan=FMIN))), 0)
-    midi = scipy.signal.medfilt(midi.astype(float), 5).astype(int)  # one-frame octave slips and glitches
+    notes = find_notes(analyse(y), min_note_s)
+    if not notes:
+        raise CadenzaError("no pitched notes found in the recording (is it a single voice or instrument?)")
+    t0 = librosa.frames_to_time(np.array([n[0] for n in notes]), sr=SR, hop_length=HOP)
+    t1 = librosa.frames_to_time(np.array([n[1] for n in notes]), sr=SR, hop_length=HOP)
+    if tempo is None and quantize:
+        est, _ = librosa.beat.beat_track(y=y, sr=SR, hop_length=HOP)
+        tempo = float(np.atleast_1d(est)[0]) or 120.0
+    qpm = float(tempo or 120.0)
+    score = symusic.Score(480)
+    score.tempos.append(symusic.Tempo(0, qpm=qpm))
+    score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+    ticks_per_s = 480 * qpm / 60
+    start, end = np.round(t0 * ticks_per_s), np.round(t1 * ticks_per_s)
+    track = symusic.Track("Transcription", program, False)
+    for s, e, (_, _, pitch, vel) in zip(start, end, notes):
+        track.notes.append(symusic.Note(int(s), max(1, int(e - s)), pitch, vel))
+    score.tracks.append(track)
+    return quantize_score(score, grid) if grid is not None else score
+
+
+def analyse(y: np.ndarray) -> dict[str, np.ndarray]:
+    """Frame-wise features of mono audio at ``SR`` (peak 1): pYIN's f0 and voicing, onsets, level."""
+    import librosa
+
+    f0, voiced, vprob = librosa.pyin(y, fmin=FMIN, fmax=FMAX, sr=SR, frame_length=2048, hop_length=HOP)
     onsets = librosa.onset.onset_detect(y=y, sr=SR, hop_length=HOP, backtrack=False, units="frames")
     rms = librosa.feature.rms(y=y, frame_length=2048, hop_length=HOP)[0]
+    return {"f0": f0, "voiced": voiced, "vprob": vprob, "onsets": onsets, "rms": rms}
+
+
+def find_notes(feat: dict[str, np.ndarray], min_note_s: float = 0.06) -> list[tuple[int, int, int, int]]:
+    """(start frame, end frame, pitch, velocity) of each note, from ``analyse``'s features."""
+    import librosa
+    import scipy.signal
+
+    f0, voiced, onsets, rms = feat["f0"], feat["voiced"], feat["onsets"], feat["rms"]
+    midi = np.where(voiced & np.isfinite(f0), np.round(librosa.hz_to_midi(np.nan_to_num(f0, nan=FMIN))), 0)
+    midi = scipy.signal.medfilt(midi.astype(float), 5).astype(int)  # one-frame octave slips and glitches
     min_frames = max(1, int(round(min_note_s * SR / HOP)))
     snap = swell = int(round(0.12 * SR / HOP))  # an onset up to 120 ms before a run's start marks its attack
     notes = []
@@ -88,24 +121,7 @@ def transcribe_array(audio: np.ndarray, sr: int, *, tempo: float | None = None, 
             db = 20 * np.log10(max(level, 1e-5))
             vel = int(np.clip(30 + (db + 40) * 2, 30, 120))  # -40 dBFS -> 30, 0 dBFS -> 110
             notes.append((start, e, pitch, vel))
-    if not notes:
-        raise CadenzaError("no pitched notes found in the recording (is it a single voice or instrument?)")
-    t0 = librosa.frames_to_time(np.array([n[0] for n in notes]), sr=SR, hop_length=HOP)
-    t1 = librosa.frames_to_time(np.array([n[1] for n in notes]), sr=SR, hop_length=HOP)
-    if tempo is None and quantize:
-        est, _ = librosa.beat.beat_track(y=y, sr=SR, hop_length=HOP)
-        tempo = float(np.atleast_1d(est)[0]) or 120.0
-    qpm = float(tempo or 120.0)
-    score = symusic.Score(480)
-    score.tempos.append(symusic.Tempo(0, qpm=qpm))
-    score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
-    ticks_per_s = 480 * qpm / 60
-    start, end = np.round(t0 * ticks_per_s), np.round(t1 * ticks_per_s)
-    track = symusic.Track("Transcription", program, False)
-    for s, e, (_, _, pitch, vel) in zip(start, end, notes):
-        track.notes.append(symusic.Note(int(s), max(1, int(e - s)), pitch, vel))
-    score.tracks.append(track)
-    return quantize_score(score, grid) if grid is not None else score
+    return notes
 
 
 def transcribe(path: str | os.PathLike, **kw) -> symusic.Score:

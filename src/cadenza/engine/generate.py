@@ -328,6 +328,57 @@ def _asked_instruments(tokenizer, states, stop: StopConfig, sampling) -> list[se
     return out
 
 
+def stream_tokens(model, tokenizer, prompt: list[int], max_new: int, n: int = 1,
+                  sampling: SamplingConfig | None = None, header_len: int = 0, period: int = 1,
+                  on_token: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, int]]:
+    """Yield (sequence index, token id) for ``max_new`` tokens after ``prompt``, for token streams with no
+    musical clock (audio codec frames): the grammar's mask, the sampler, the KV cache and the sliding
+    window of ``stream``, without bars. When the context is full the window slides to the header
+    (``prompt[:header_len]``) and the most recent half context, cut at a multiple of ``period`` tokens
+    after the header (a whole code frame), and is prefilled again.
+    """
+    sampling = (sampling or SamplingConfig()).validate()
+    gen = torch.Generator().manual_seed(sampling.seed if sampling.seed is not None else
+                                        int(torch.randint(0, 2**31 - 1, (1,))))
+    states = [tokenizer.start_state() for _ in range(n)]
+    for st in states:
+        for t in prompt:
+            st.advance(int(t))
+    ctx = model.cfg.max_seq_len
+    header = list(prompt[:header_len])
+    seqs = [list(prompt) for _ in range(n)]
+
+    def window(seq) -> list[int]:
+        body = seq[header_len:]
+        start = max(0, len(body) - (ctx // 2 - header_len))
+        start += -start % period  # whole frames
+        return header + body[start:]
+
+    model.eval()
+    model.clear_cache()
+    model.setup_cache(n, ctx)
+    rows = [s if len(s) < ctx else window(s) for s in seqs]
+    logits = prefill(model, torch.tensor(rows))
+    pos = len(rows[0])
+    for _ in range(max_new):
+        masks = torch.from_numpy(np.stack([tokenizer.allowed(st) for st in states]))
+        nxt = sample(logits, sampling, masks, gen)
+        for b in range(n):
+            t = int(nxt[b])
+            states[b].advance(t)
+            seqs[b].append(t)
+            if on_token:
+                on_token(b, t)
+            yield b, t
+        if pos + 1 >= ctx:
+            rows = [window(s) for s in seqs]
+            logits = prefill(model, torch.tensor(rows))
+            pos = len(rows[0])
+        else:
+            logits = decode_one(model, nxt, pos)
+            pos += 1
+
+
 def _past_half(st, stop: StopConfig, start_bars: int, start_secs: float) -> bool:
     if stop.bars is not None:
         return st.bars - start_bars + 1 > stop.bars / 2

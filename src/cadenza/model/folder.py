@@ -53,8 +53,10 @@ def _storage_tensors(model: Transformer, weights: str) -> dict[str, torch.Tensor
 
 
 def save_model_folder(path: str | Path, model: Transformer, config: dict, card: str | None = None,
-                      weights: str = "float16") -> Path:
+                      weights: str = "float16", extra: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
     """Write a model folder atomically. ``config`` holds the tokenizer, styles, provenance...
+
+    ``extra``: more safetensors files of the folder, by file name (an audio model's codec), stored as float16.
 
     ``weights``: how the file stores them: ``float16`` (default: small, upcast on load), ``float32``,
     ``bfloat16`` or ``int8`` (per-row absmax; about half of float16's size).
@@ -65,9 +67,13 @@ def save_model_folder(path: str | Path, model: Transformer, config: dict, card: 
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         full = {"format": FORMAT, "format_version": FORMAT_VERSION, **config, "model": model.cfg.to_dict(),
-                "weights": weights}
+                "weights": weights,
+                **({"extra_files": sorted(extra)} if extra else {})}
         (tmp / "config.json").write_text(json.dumps(full, indent=2) + "\n")
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": FORMAT})
+        for name, state in (extra or {}).items():
+            save_file({k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
+                       for k, v in state.items()}, str(tmp / name), metadata={"format": FORMAT})
         if card is not None:
             (tmp / "README.md").write_text(card)
         if path.exists():
@@ -118,6 +124,18 @@ def load_model_folder(path: str | Path, device: str = "cpu") -> tuple[Transforme
     return model, cfg
 
 
+def load_extra(path: str | Path, name: str) -> dict[str, torch.Tensor]:
+    """One of a model folder's extra safetensors files (see ``save_model_folder``), floats as float32."""
+    f = Path(path) / name
+    if not f.is_file():
+        raise ModelError(f"{path}: no {name}")
+    try:
+        state = load_file(str(f))
+    except Exception as e:  # safetensors raises its own error types for truncated files
+        raise ModelError(f"{f}: cannot read weights ({e})") from None
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def _dequantize(state: dict[str, torch.Tensor], where: Path) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in state.items():
@@ -138,5 +156,6 @@ def quantize_model_folder(src: str | Path, out: str | Path, weights: str = "int8
     model, cfg = load_model_folder(src)
     src = Path(src)
     card = (src / "README.md").read_text() if (src / "README.md").is_file() else None
-    cfg = {k: v for k, v in cfg.items() if k not in ("format", "format_version", "model", "weights")}
-    return save_model_folder(out, model, cfg, card=card, weights=weights)
+    extra = {name: load_extra(src, name) for name in cfg.get("extra_files", [])}
+    cfg = {k: v for k, v in cfg.items() if k not in ("format", "format_version", "model", "weights", "extra_files")}
+    return save_model_folder(out, model, cfg, card=card, weights=weights, extra=extra)

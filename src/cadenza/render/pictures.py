@@ -357,8 +357,11 @@ def mel_spectrogram(audio: np.ndarray, sample_rate: int, *, n_fft: int = N_FFT, 
     return db, centres, times
 
 
-def spectrogram_figure(audio: np.ndarray, sample_rate: int, *, title: str | None = None, name: str = "audio"):
-    """The spectrogram Figure (Agg canvas) that ``spectrogram_png`` saves; exposed for tests."""
+def spectrogram_figure(audio: np.ndarray, sample_rate: int, *, title: str | None = None, name: str = "audio",
+                       marks: list[tuple[float, str]] | None = None):
+    """The spectrogram Figure (Agg canvas) that ``spectrogram_png`` saves; exposed for tests.
+
+    ``marks``: (seconds, label) pairs drawn as labelled vertical lines (where a continuation begins)."""
     from matplotlib.ticker import FixedLocator, NullLocator
 
     db, centres, times = mel_spectrogram(audio, sample_rate, name=name)
@@ -389,14 +392,18 @@ def spectrogram_figure(audio: np.ndarray, sample_rate: int, *, title: str | None
     ax.set_xlabel("time (s)")
     bar = fig.colorbar(img, ax=ax, pad=0.01, fraction=0.04)
     bar.set_label("dB (0 = loudest)")
+    for at, label in marks or ():
+        ax.axvline(at, color="white", linewidth=1.5, linestyle="--")
+        ax.text(at, len(centres) - 1.5, f" {label}", color="white", fontsize=10, va="top", ha="left")
     if title:
         ax.set_title(title, fontsize=12)
     return fig
 
 
 def spectrogram_png(audio: np.ndarray, sample_rate: int, path: str | os.PathLike, *, title: str | None = None,
-                    name: str | None = None) -> Path:
+                    name: str | None = None, marks: list[tuple[float, str]] | None = None) -> Path:
     """Draw the mel spectrogram of ``audio`` (float samples, (N,) or (N, channels)) into ``path`` (.png)."""
     path = check_output(path, PICTURE_SUFFIXES, "picture")
-    fig = spectrogram_figure(audio, sample_rate, title=path.stem if title is None else title, name=name or str(path))
+    fig = spectrogram_figure(audio, sample_rate, title=path.stem if title is None else title, name=name or str(path),
+                             marks=marks)
     return _save(fig, path)

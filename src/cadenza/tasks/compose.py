@@ -88,7 +88,8 @@ def load_model(name: str | os.PathLike | None = None, device: str = "cpu") -> "C
     model, cfg = load_model_folder(path, device=device)
     tok = tokenizer_from_config(cfg["tokenizer"])
     if getattr(tok, "scheme", "remi") != "remi":
-        hint = " (use `cadenza harmonize`)" if tok.scheme == "grid" else ""
+        hint = {"grid": " (use `cadenza harmonize`)", "audio": " (use `cadenza audio continue` or `cadenza audio generate`)"
+                }.get(tok.scheme, "")
         raise ModelError(f"model {cfg.get('name', path.name)} is a {cfg.get('family', tok.scheme)} model; "
                          f"`generate` needs a multi-track (remi-lm) model{hint}")
     return CadenzaModel(model, tok, cfg, path)

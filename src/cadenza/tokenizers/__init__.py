@@ -1,11 +1,12 @@
 """Tokenizers: one protocol (``base.Tokenizer``), one module per scheme."""
 
+from cadenza.tokenizers.audio import AudioSpec, AudioTokenizer
 from cadenza.tokenizers.base import GrammarState, Tokenizer
 from cadenza.tokenizers.frames import FrameSpec, FrameTokenizer
 from cadenza.tokenizers.grid import GridSpec, GridTokenizer
 from cadenza.tokenizers.remi import RemiSpec, RemiTokenizer
 
-SCHEMES = {"remi": RemiTokenizer, "grid": GridTokenizer, "frames": FrameTokenizer}
+SCHEMES = {"remi": RemiTokenizer, "grid": GridTokenizer, "frames": FrameTokenizer, "audio": AudioTokenizer}
 
 
 def tokenizer_from_config(cfg: dict) -> Tokenizer:
@@ -18,5 +19,5 @@ def tokenizer_from_config(cfg: dict) -> Tokenizer:
     return SCHEMES[scheme].from_config(cfg)
 
 
-__all__ = ["FrameSpec", "FrameTokenizer", "GrammarState", "GridSpec", "GridTokenizer", "Tokenizer", "RemiSpec", "RemiTokenizer",
+__all__ = ["AudioSpec", "AudioTokenizer", "FrameSpec", "FrameTokenizer", "GrammarState", "GridSpec", "GridTokenizer", "Tokenizer", "RemiSpec", "RemiTokenizer",
            "tokenizer_from_config"]
