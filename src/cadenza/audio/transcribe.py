@@ -85,9 +85,40 @@ def analyse(y: np.ndarray) -> dict[str, np.ndarray]:
     import librosa
 
     f0, voiced, vprob = librosa.pyin(y, fmin=FMIN, fmax=FMAX, sr=SR, frame_length=2048, hop_length=HOP)
-    onsets = librosa.onset.onset_detect(y=y, sr=SR, hop_length=HOP, backtrack=False, units="frames")
+    oenv = librosa.onset.onset_strength(y=y, sr=SR, hop_length=HOP)
+    onsets = librosa.onset.onset_detect(onset_envelope=oenv, sr=SR, hop_length=HOP, backtrack=False, units="frames")
     rms = librosa.feature.rms(y=y, frame_length=2048, hop_length=HOP)[0]
-    return {"f0": f0, "voiced": voiced, "vprob": vprob, "onsets": onsets, "rms": rms}
+    return {"f0": f0, "voiced": voiced, "vprob": vprob, "onsets": onsets, "oenv": oenv, "rms": rms}
+
+
+def _reattack(rms: np.ndarray, o: int, a: int, b: int) -> bool:
+    """Is the onset at frame ``o`` inside the run [a, b) of one pitch a new attack on that pitch?
+
+    Yes if the level rises there (a detached note), or if it dips and comes back (a legato repeat: the
+    old note's release and the new note's attack overlap, so the 93 ms level falls by more than 15%
+    within 140 ms and then rises again by 5%). A release alone falls and does not come back; vibrato
+    moves the level too, but only where the onset detector fires does it count.
+    """
+    if rms[o:o + 4].max() > 1.2 * rms[max(a, o - 3):o].min():
+        return True
+    seg = rms[o:min(b, o + 12)]
+    if len(seg) < 2:
+        return False
+    k = o + int(np.argmin(seg))
+    low = rms[k]
+    return rms[max(a, o - 3):o + 1].max() > 1.15 * low and rms[k:min(b, k + 10)].max() > 1.05 * low
+
+
+def _attack_start(oenv: np.ndarray, o: int, lo: int) -> int:
+    """The onset detector marks where the spectral flux peaks, in the middle of a soft attack (28-33 ms
+    after the note began on a flute or violin): step back while the flux is still above a tenth of its
+    rise, up to 4 frames (46 ms) and not before ``lo``."""
+    first = max(lo, o - 4)
+    base = oenv[first:o + 1].min()
+    j = o
+    while j > first and oenv[j - 1] > base + 0.1 * (oenv[o] - base):
+        j -= 1
+    return j
 
 
 def find_notes(feat: dict[str, np.ndarray], min_note_s: float = 0.06) -> list[tuple[int, int, int, int]]:
@@ -95,18 +126,18 @@ def find_notes(feat: dict[str, np.ndarray], min_note_s: float = 0.06) -> list[tu
     import librosa
     import scipy.signal
 
-    f0, voiced, onsets, rms = feat["f0"], feat["voiced"], feat["onsets"], feat["rms"]
+    f0, voiced, onsets, rms, oenv = feat["f0"], feat["voiced"], feat["onsets"], feat["rms"], feat["oenv"]
     midi = np.where(voiced & np.isfinite(f0), np.round(librosa.hz_to_midi(np.nan_to_num(f0, nan=FMIN))), 0)
     midi = scipy.signal.medfilt(midi.astype(float), 5).astype(int)  # one-frame octave slips and glitches
     min_frames = max(1, int(round(min_note_s * SR / HOP)))
     snap = swell = int(round(0.12 * SR / HOP))  # an onset up to 120 ms before a run's start marks its attack
     notes = []
     for a, b, pitch in _runs(midi):
-        # an onset inside a run is a new attack on the same pitch if the level rises there (a note's
-        # release also moves the onset function) and it is not the swell of the note's own attack (a
-        # flute's or violin's, within 120 ms of the run's start)
+        # an onset inside a run is a new attack on the same pitch (see _reattack: a note's release also
+        # moves the onset function) unless it is the swell of the note's own attack (a flute's or
+        # violin's, within 120 ms of the run's start)
         cuts = [a] + [int(o) for o in onsets if a + max(min_frames, swell) <= o <= b - min_frames
-                      and rms[o:o + 4].max() > 1.2 * rms[max(a, o - 3):o].min()] + [b]
+                      and _reattack(rms, int(o), a, b)] + [b]
         for s, e in zip(cuts[:-1], cuts[1:]):
             if e - s < min_frames:
                 continue
@@ -115,6 +146,8 @@ def find_notes(feat: dict[str, np.ndarray], min_note_s: float = 0.06) -> list[tu
             # a legato note before it ends there
             near = [int(o) for o in onsets if s - snap <= o <= s and (not notes or o >= notes[-1][0] + min_frames)]
             start = near[-1] if near else s
+            if near:
+                start = _attack_start(oenv, start, notes[-1][0] + min_frames if notes else 0)
             if notes and start < notes[-1][1]:
                 notes[-1] = (notes[-1][0], start, notes[-1][2], notes[-1][3])
             level = float(rms[start:e].max()) if e > start else 0.0
