@@ -122,7 +122,7 @@ def heldout_clips(a, seconds: float = 10.0) -> list[tuple[str, str, np.ndarray]]
     sys.path.insert(0, str(ROOT / "recipes"))
     from audio_data import SR, clip_seconds, instrumentate, sources
 
-    from cadenza.audio.train import at_peak
+    from cadenza.audio.codec import at_peak
     from cadenza.render import render_audio
     from cadenza.train.corpora import Source, iter_pieces
 

@@ -29,6 +29,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cadenza.render.audio import PEAK_DBFS
+
+
+# Recordings are brought to this peak level (-1 dBFS, the renderer's) before encoding, in training and
+# when continuing a prompt (whose own samples are kept as they are; only the continuation is scaled back)
+PEAK = 10 ** (PEAK_DBFS / 20)
+
+
+def at_peak(y: np.ndarray) -> np.ndarray:
+    """``y`` scaled to the ``PEAK`` level (silence stays silence)."""
+    peak = float(np.abs(y).max()) if len(y) else 0.0
+    return y * np.float32(PEAK / peak) if peak > 0 else y
+
 
 @dataclass
 class CodecConfig:

@@ -23,13 +23,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cadenza.audio.codec import CodecConfig, SpectralCodec, codec_loss
+from cadenza.audio.codec import CodecConfig, SpectralCodec, at_peak, codec_loss
 from cadenza.errors import CadenzaError
 
 AUDIO_FILES = (".wav", ".flac", ".ogg", ".mp3")
-# Recordings are brought to this peak level (-1 dBFS, the renderer's) before encoding, in training and
-# when continuing a prompt (whose own samples are kept as they are; only the continuation is scaled back)
-PEAK = 10 ** (-1 / 20)
 
 
 @dataclass
@@ -78,11 +75,6 @@ def find_recordings(root: Path) -> list[tuple[str, str, Path]]:
     if not out:
         raise CadenzaError(f"no recordings (.wav, .flac, .ogg, .mp3) under {root}")
     return out
-
-
-def at_peak(y: np.ndarray) -> np.ndarray:
-    peak = float(np.abs(y).max()) if len(y) else 0.0
-    return y * np.float32(PEAK / peak) if peak > 0 else y
 
 
 def load_mono(path: Path, sample_rate: int) -> np.ndarray:

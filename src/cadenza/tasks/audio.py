@@ -92,7 +92,7 @@ class AudioModel:
         """(mono float32 at the codec's rate brought to the training peak, the gain applied)."""
         import librosa
 
-        from cadenza.audio.train import PEAK
+        from cadenza.audio.codec import PEAK
 
         y = np.asarray(audio, dtype=np.float32)
         if y.ndim == 2:
