@@ -222,3 +222,16 @@ def test_generate_from_a_hummed_prompt(tmp_path, capsys):
     notes = {(round(n.time, 2), n.pitch) for t in song.tracks for n in t.notes}
     assert {(s, p) for p, s, _ in MELODY} <= notes  # the hummed melody opens the piece, on its beats
     assert len(notes) > len(MELODY)  # and the model went on
+
+
+def test_audio_train_stops_after_max_minutes_and_resumes(trained, tmp_path, capsys):
+    from cadenza.cli import main
+
+    _, base = trained
+    args = [*base[:base.index("--out") + 1], str(tmp_path / "run"), *base[base.index("--out") + 2:]]
+    assert main(args + ["--prior-steps", "3", "--max-minutes", "0.00001"]) == 1  # stops after its first codec step
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stopped after" in err[0] and "--resume" in err[0]
+    assert torch.load(tmp_path / "run" / "codec_checkpoint.pt", weights_only=True)["step"] == 1
+    assert main(args + ["--prior-steps", "3", "--resume"]) == 0
+    assert (tmp_path / "run" / "model" / "codec.safetensors").is_file()

@@ -103,6 +103,26 @@ def _save(obj, path: Path) -> None:
     atomic_torch_save(obj, path)
 
 
+def _resume(ckpt: Path, key: str, module: torch.nn.Module, opt) -> tuple[int, list]:
+    """(step, history) of a checkpoint loaded into ``module`` and ``opt``; (0, []) when there is none."""
+    if not ckpt.exists():
+        return 0, []
+    ck = torch.load(ckpt, weights_only=True, map_location="cpu")
+    module.load_state_dict(ck[key])
+    opt.load_state_dict(ck["optim"])
+    return ck["step"], json.loads(ck["history"])
+
+
+def _checkpoint(cfg: AudioTrainConfig, step: int, total: int, t0: float, save, bar, what: str) -> None:
+    """Save every ``save_every`` steps and at the end; past ``max_minutes``, save and stop resumably."""
+    if step % cfg.save_every == 0 or step == total:
+        save()
+    if cfg.max_minutes and (time.time() - t0) / 60 > cfg.max_minutes:
+        save()
+        bar.close()
+        raise CadenzaError(f"stopped after {cfg.max_minutes} minutes at {what} step {step}; continue with --resume")
+
+
 # ---- codec ----------------------------------------------------------------------------------------
 def train_codec(cfg: AudioTrainConfig, progress: bool = True) -> SpectralCodec:
     """Train (or resume) the codec on random crops; returns it (eval mode)."""
@@ -111,12 +131,7 @@ def train_codec(cfg: AudioTrainConfig, progress: bool = True) -> SpectralCodec:
     ccfg = CodecConfig.from_dict(cfg.codec)
     codec = SpectralCodec(ccfg)
     opt = torch.optim.AdamW(codec.parameters(), lr=cfg.codec_lr, betas=(0.8, 0.99))
-    step, history = 0, []
-    if ckpt.exists():
-        ck = torch.load(ckpt, weights_only=True, map_location="cpu")
-        codec.load_state_dict(ck["codec"])
-        opt.load_state_dict(ck["optim"])
-        step, history = ck["step"], json.loads(ck["history"])
+    step, history = _resume(ckpt, "codec", codec, opt)
     if step >= cfg.codec_steps:
         return codec.eval()
     recs = find_recordings(Path(cfg.data))
@@ -140,6 +155,10 @@ def train_codec(cfg: AudioTrainConfig, progress: bool = True) -> SpectralCodec:
             rows.append(c[s:s + crop].astype(np.float32) / 32767)
         return torch.from_numpy(np.stack(rows))
 
+    def save():
+        _save({"codec": codec.state_dict(), "optim": opt.state_dict(), "step": step,
+               "codec_config": ccfg.to_dict(), "history": json.dumps(history)}, ckpt)
+
     codec.train()
     bar = tqdm(total=cfg.codec_steps, initial=step, desc="codec", unit="step", disable=not progress, dynamic_ncols=True)
     t0 = time.time()
@@ -157,14 +176,7 @@ def train_codec(cfg: AudioTrainConfig, progress: bool = True) -> SpectralCodec:
         bar.update(1)
         if step % 50 == 0:
             history.append({"step": step, "loss": round(loss.item(), 4), **{k: round(v, 4) for k, v in parts.items()}})
-        if step % cfg.save_every == 0 or step == cfg.codec_steps:
-            _save({"codec": codec.state_dict(), "optim": opt.state_dict(), "step": step,
-                   "codec_config": ccfg.to_dict(), "history": json.dumps(history)}, ckpt)
-        if cfg.max_minutes and (time.time() - t0) / 60 > cfg.max_minutes:
-            _save({"codec": codec.state_dict(), "optim": opt.state_dict(), "step": step,
-                   "codec_config": ccfg.to_dict(), "history": json.dumps(history)}, ckpt)
-            bar.close()
-            raise CadenzaError(f"stopped after {cfg.max_minutes} minutes at codec step {step}; continue with --resume")
+        _checkpoint(cfg, step, cfg.codec_steps, t0, save, bar, "codec")
     bar.close()
     return codec.eval()
 
@@ -284,13 +296,8 @@ def train_prior(cfg: AudioTrainConfig, codec: SpectralCodec, progress: bool = Tr
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.95))
     ckpt = out / "prior_checkpoint.pt"
-    step, history = 0, []
-    if ckpt.exists():
-        ck = torch.load(ckpt, weights_only=True, map_location="cpu")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optim"])
-        step, history = ck["step"], json.loads(ck["history"])
-        sampler.rng = np.random.default_rng(cfg.seed + step)
+    step, history = _resume(ckpt, "model", model, opt)
+    sampler.rng = np.random.default_rng(cfg.seed + step)
 
     def save():
         _save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step, "history": json.dumps(history),
@@ -319,12 +326,7 @@ def train_prior(cfg: AudioTrainConfig, codec: SpectralCodec, progress: bool = Tr
             history.append({"step": step, "train_loss": round(loss.item(), 4),
                             "valid": {k: round(v, 4) for k, v in val.items()}})
             bar.write(f"step {step}: train {loss.item():.3f}  valid " + "  ".join(f"{k} {v:.3f}" for k, v in val.items()))
-        if step % cfg.save_every == 0 or step == cfg.prior_steps:
-            save()
-        if cfg.max_minutes and (time.time() - t0) / 60 > cfg.max_minutes:
-            save()
-            bar.close()
-            raise CadenzaError(f"stopped after {cfg.max_minutes} minutes at prior step {step}; continue with --resume")
+        _checkpoint(cfg, step, cfg.prior_steps, t0, save, bar, "prior")
     bar.close()
     val = history[-1]["valid"] if history else evaluate_prior(model, vsamplers, cfg.batch_size, 4)
     meta = {
