@@ -195,9 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--temperature", type=_positive_float, default=1.0, help="> 0 (default 1.0)")
         sp.add_argument("--top-p", type=_positive_float, default=0.95, help="nucleus sampling mass (default 0.95)")
         sp.add_argument("--seed", type=int, help="random seed")
-        sp.add_argument("--out", action="append", required=True, metavar="FILE", help="output file by suffix; repeatable")
-        _render_flags(sp, play=False)
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        _output_flags(sp)
     ar.add_argument("--key", help="the key to write in, e.g. 'D minor' (default: the score's own)")
 
     e = sub.add_parser("edit", help="transpose, change tempo or instruments, quantize a score",
@@ -210,10 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--program", action="append", metavar="TRACK=INSTRUMENT",
                    help="play track TRACK (numbered from 1) on INSTRUMENT, e.g. 2=cello; repeatable")
     e.add_argument("--quantize", metavar="1/N", help="snap note starts and ends to a grid, e.g. 1/16 or 1/12 (triplets)")
-    e.add_argument("--out", action="append", required=True, metavar="FILE",
-                   help="output file by suffix (score, audio, piano roll or sheet music); repeatable")
-    _render_flags(e, play=False)
-    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _output_flags(e)
 
     tr = sub.add_parser("transcribe", help="notes of a hummed, sung or played melody (a recording)",
                         description="Transcribe a monophonic recording (.wav/.flac/.ogg/.mp3) into notes with "
@@ -223,10 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the tempo of the written score (default: 120, or estimated when quantizing)")
     tr.add_argument("--quantize", metavar="1/N", help="snap notes to a grid of that tempo, e.g. 1/16")
     tr.add_argument("--instrument", default="piano", help="the instrument of the written track (default: piano)")
-    tr.add_argument("--out", action="append", required=True, metavar="FILE",
-                    help="output file by suffix (score, audio, piano roll or sheet music); repeatable")
-    _render_flags(tr, play=False)
-    tr.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _output_flags(tr)
 
     au = sub.add_parser("audio", help="continue or generate audio with an audio model; train one on recordings",
                         description="The audio model: a codec turns sound into tokens, a transformer prior continues "
@@ -308,6 +300,14 @@ def _sample_rate(text: str) -> int:
     if not 8000 <= v <= 192000:
         raise argparse.ArgumentTypeError(f"must be between 8000 and 192000 Hz, got {v}")
     return v
+
+
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    """--out (repeatable, by suffix), the sound flags and -q: the outputs of a command that writes one score."""
+    p.add_argument("--out", action="append", required=True, metavar="FILE",
+                   help="output file by suffix (score, audio, piano roll or sheet music); repeatable")
+    _render_flags(p, play=False)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def _render_flags(p: argparse.ArgumentParser, play: bool) -> None:

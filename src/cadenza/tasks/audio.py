@@ -152,8 +152,7 @@ class AudioModel:
         known = None
         if k and context_audio is not None:
             a = torch.from_numpy(np.ascontiguousarray(context_audio, dtype=np.float32))[None]
-            spec = torch.stft(a, c.n_fft, c.hop, window=self.codec.window, center=True, return_complex=True)
-            known = spec[..., :k * c.stride]
+            known = self.codec.stft(a)[..., :k * c.stride]
         y = self.codec.decode(torch.from_numpy(allc.astype(np.int64))[None], known=known, seed=seed)[0].numpy()
         return y[k * c.frame_samples:]
 
