@@ -40,7 +40,6 @@ Prints one ``name: value`` line per figure on stdout (progress on stderr). Proto
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from foundation import emit, log, nanmean, validation_pieces  # noqa: E402
+from foundation import emit, log, validation_pieces  # noqa: E402
 
 # (style, instruments, controls): the README's examples. Ordered so that --quick's first four
 # already cover bass, drums, strings, guitar, lead, a folk piece and the model's own choice.
@@ -133,14 +132,9 @@ def style_sources(model, data: str) -> dict[str, list[str]]:
 
 def as_trained(model, spec: str, pid: str, score):
     """The piece as training shows it to the model (corpora.encode_variants, without tokenizing)."""
-    from cadenza.train.corpora import drop_unisons, pop909_band
+    from cadenza.train.corpora import as_trained as view
 
-    tok = model.tokenizer
-    if getattr(tok, "insts_on", False) and Path(spec).name.lower() == "pop909":
-        # the generator encode_variants seeds from the piece id: the band training would have made
-        rng = np.random.default_rng(int(hashlib.sha1(pid.encode()).hexdigest()[:8], 16))
-        score = pop909_band(score, rng)
-    return drop_unisons(score, tok.spec.positions_per_beat)
+    return view(model.tokenizer, spec, pid, score)
 
 
 def real_rows(model, sources: list[str], style: str, n_real: int, n_bars: int) -> list[list[dict]]:

@@ -472,7 +472,14 @@ def cmd_generate(a) -> int:
 
     compile_ = a.compile == "on" or (a.compile == "auto" and (a.seconds or 0) >= 120)
     res = []
-    for ev in model.stream_notes(prompt, scores_out=res, on_token=on_token, compile=compile_, **kw):
+
+    def on_info(info):  # what the prompt says (key, meter, tempo, nearest style), used unless overridden
+        if info.note:
+            print(f"note: {info.note}", file=sys.stderr)
+        if not a.quiet:
+            print(info.line(), file=sys.stderr)
+
+    for ev in model.stream_notes(prompt, scores_out=res, on_token=on_token, compile=compile_, on_info=on_info, **kw):
         if a.stream:
             print(_note_line(ev, a.variations), flush=True)
         if bar is not None and ev.take == 0 and unit != "tok":

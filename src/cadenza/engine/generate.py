@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cadenza.engine.sampling import SamplingConfig, apply_repetition_penalty, sample
-from cadenza.tokenizers.remi import T_BAR, T_DRUM, T_PITCH, T_PROG, T_TEMPO
+from cadenza.tokenizers.remi import T_BAR, T_DRUM, T_PITCH, T_PROG, T_TEMPO, T_VEL
 
 
 @dataclass
@@ -40,6 +40,20 @@ class StopConfig:
         if self.seconds is not None and state.seconds + state.bar_quarters() * 60 / state.qpm - start_seconds >= self.seconds:
             return True
         return False
+
+
+    def quarters_left(self, state, tokenizer, start_bars: int, start_seconds: float) -> float | None:
+        """Quarter notes from the current position to the end of the piece asked for (the end of the bar
+        in which it ends, the meter and tempo staying as they are); None with no length asked for."""
+        bar_q = state.bar_quarters()
+        in_bar = tokenizer.quarters_to_bar_end(state)
+        if self.bars is not None:
+            return in_bar + max(0, start_bars + self.bars - 1 - state.bars) * bar_q
+        if self.seconds is not None:
+            bar_s = bar_q * 60 / state.qpm
+            more = max(0.0, self.seconds - (state.seconds + bar_s - start_seconds))
+            return in_bar + float(np.ceil(more / bar_s - 1e-9)) * bar_q
+        return None
 
 
 @dataclass
@@ -131,6 +145,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                if (sampling.key is not None and sampling.key_bias) or (sampling.follow_chords and sampling.chord_bias)
                else None)
     header = prompt[: tokenizer.header_len(prompt)]  # BOS, style, key, instruments: always kept in view
+    parts = _part_control(tokenizer, states, sampling, prompt)
 
     def opening(seq) -> list[int]:
         """The piece's first bars after the header (its meter, tempo, and the prompt's opening
@@ -212,6 +227,10 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                 ending[b] = True
             elif stop.bars is not None or stop.seconds is not None:
                 masks[b, eos] = False  # the user asked for a length: do not end early
+            if st.last == T_VEL and not done[b] and hasattr(tokenizer, "durations_within"):
+                left = stop.quarters_left(st, tokenizer, start_bars, start_secs)
+                if left is not None and left < 16:  # near the end: no note rings past it
+                    masks[b] &= torch.from_numpy(tokenizer.durations_within(st, left))
         if sampling.repetition_penalty != 1.0:
             w = sampling.repetition_window  # left-pad: finished rows stop growing
             recent = torch.tensor([[pad] * max(0, w - len(s)) + s[-w:] for s in seqs])
@@ -222,11 +241,16 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             lg = repeat.apply(lg, masks)
         if harmony is not None:
             lg = lg + harmony.biases()
+        if parts is not None:
+            pace = parts.biases(states, tokenizer.vocab_size)
+            if pace is not None:
+                lg = lg + pace
         for b, st in enumerate(states):
             if last_bar[b] and not done[b] and st.bars >= start_bars:  # in new bars, not the prompt's last
                 never = [p for p, at in last_bar[b].items() if at is None]
                 quiet = [p for p, at in last_bar[b].items()
-                         if at is not None and sampling.reentry_bars and st.bars - at > sampling.reentry_bars]
+                         if at is not None and sampling.reentry_bars and st.bars - at > sampling.reentry_bars
+                         and parts is None]  # the part control keeps them playing instead
                 if never or quiet:
                     lg = lg.clone() if lg is logits else lg
                     lg[b, never + quiet] += sampling.entry_bias
@@ -259,6 +283,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                 repeat.advance(b, t)
             if harmony is not None:
                 harmony.advance(b, t)
+            if parts is not None:
+                parts.advance(b, t, states[b])
             if on_token:
                 on_token(b, t)
             yield b, t
@@ -312,6 +338,24 @@ class _HarmonyBias:
     def advance(self, b: int, t: int) -> None:
         if t in self.chord_of:
             self.chord[b] = self.chord_of[t]
+
+
+def _part_control(tokenizer, states, sampling: SamplingConfig, prompt: list[int]):
+    """The part control for these rows (None when off or without instruments), having read the prompt."""
+    from cadenza.engine.parts import PartControl
+
+    if not sampling.pace or not sampling.pace_strength or not hasattr(tokenizer, "program_id"):
+        return None
+    rates = {tokenizer.program_id[p]: float(r) for p, r in sampling.pace.items() if p in tokenizer.program_id}
+    if not rates:
+        return None
+    pc = PartControl(tokenizer, rates, len(states), strength=sampling.pace_strength)
+    st = tokenizer.start_state(reading=True)
+    for t in prompt:  # the prompt's notes count toward the window: its last bars set the pace
+        st.advance(int(t))
+        for b in range(len(states)):
+            pc.advance(b, int(t), st)
+    return pc
 
 
 def _asked_instruments(tokenizer, states, stop: StopConfig, sampling) -> list[set | None]:

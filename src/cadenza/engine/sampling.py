@@ -31,6 +31,11 @@ class SamplingConfig:
     # outside that key's scale unless it is a tone of the bar's chord (a borrowed chord's tones are
     # free); 0 = off. The model alone wrote 89% of its note time in a requested key's scale where real
     # pieces of the same styles have 94% in their own (bench/arrange.py keys)
+    # every instrument keeps its part (engine/parts.py): {GM program (-1 drums): notes per quarter-note
+    # beat} for the instruments of the piece, and the strength of the pull toward that pace; None or 0 =
+    # off (then ``reentry_bars`` nudges back an instrument silent for long)
+    pace: dict[int, float] | None = None
+    pace_strength: float = 3.0
     key: tuple[int, str] | None = None
     key_bias: float = 1.5
     # following chords given (follow_chords: the caller gave a chord per bar): a logit bonus for the
@@ -55,6 +60,8 @@ class SamplingConfig:
             raise CadenzaError(f"chord bias must be 0 (off) or positive (got {self.chord_bias})")
         if self.key_bias < 0:
             raise CadenzaError(f"key bias must be 0 (off) or positive (got {self.key_bias})")
+        if self.pace_strength < 0:
+            raise CadenzaError(f"pace strength must be 0 (off) or positive (got {self.pace_strength})")
         if self.reentry_bars < 0:
             raise CadenzaError(f"re-entry bars must be 0 (off) or positive (got {self.reentry_bars})")
         if self.repetition_penalty < 1:

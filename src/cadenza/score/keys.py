@@ -47,3 +47,13 @@ def transpose_sharps(sharps: int, semitones: int) -> int:
     """The signature after transposing by ``semitones`` (the simpler spelling of the new key)."""
     s = (sharps + 7 * semitones) % 12  # a semitone up adds 7 sharps, modulo the circle
     return s - 12 if s > 6 else s
+
+
+_MAJOR_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_MINOR_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
+
+
+def key_name(key: tuple[int, str]) -> str:
+    """(tonic pitch class, mode) -> its usual name: (7, 'major') -> 'G major', (1, 'minor') -> 'C# minor'."""
+    pc, mode = key
+    return f"{(_MAJOR_NAMES if mode == 'major' else _MINOR_NAMES)[int(pc) % 12]} {mode}"

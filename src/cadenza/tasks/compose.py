@@ -140,7 +140,7 @@ class CadenzaModel:
 
     def _prepare(self, prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
                  temperature, top_k, top_p, repetition_penalty, seed, variations, repeat="auto", key=None,
-                 chords=None) -> dict:
+                 chords=None, on_info=None) -> dict:
         """Check the request and turn it into the engine's arguments (shared by generate and stream_notes)."""
         from cadenza.score import parse_instrument, read_score
 
@@ -154,10 +154,13 @@ class CadenzaModel:
             raise CadenzaError(f"variations must be at least 1 (got {variations})")
         if tempo is not None and not 10 <= tempo <= 400:
             raise CadenzaError(f"tempo must be between 10 and 400 beats per minute (got {tempo})")
-        if style is None:
-            style = self.config.get("default_style") or (self.styles[0] if self.styles else None)
-        elif style not in self.styles:
+        if style is not None and style not in self.styles:
             raise CadenzaError(f"unknown style '{style}': this model knows {', '.join(self.styles)}")
+        if key is not None and not tok.key_on:
+            raise CadenzaError(f"model {self.name} has no key control (models from recipes/arrange_model.sh have)")
+        from cadenza.score.keys import key_pitch_class
+
+        key_t = key_pitch_class(key) if key is not None else None
         if prompt is not None:
             prompt = prompt.to("tick")  # a copy in ticks: the caller's score is never changed
             pitched = [t for t in prompt.tracks if not t.is_drum and len(t.notes)]
@@ -167,6 +170,17 @@ class CadenzaModel:
             if tempo is not None:
                 prompt.tempos.clear()
                 prompt.tempos.append(symusic.Tempo(0, qpm=float(tempo)))
+        continuing = prompt is not None and prompt.note_num() > 0
+        if continuing:  # the prompt steers: its key, meter, tempo and nearest style, unless given
+            from cadenza.tasks.prompt import infer
+
+            prompt, info = infer(self.model, tok, prompt, self.styles, key=key_t, meter=time_signature,
+                                 tempo=tempo, style=style, part_rates=self.config.get("part_rates"))
+            style, key_t, time_signature = info.style, info.key, info.meter
+            if on_info is not None:
+                on_info(info)
+        elif style is None:
+            style = self.config.get("default_style") or (self.styles[0] if self.styles else None)
         meter = tuple(time_signature) if time_signature else None
         if meter is None and prompt is not None and len(prompt.time_signatures):
             ts = prompt.time_signatures[-1]
@@ -184,16 +198,11 @@ class CadenzaModel:
             programs = sorted(set(progs))
         elif prompt is not None and prompt.note_num() > 0:
             programs = sorted({-1 if t.is_drum else t.program for t in prompt.tracks if len(t.notes)})
-        key_t = None
-        if key is not None:
-            if not tok.key_on:
-                raise CadenzaError(f"model {self.name} has no key control (models from recipes/arrange_model.sh have)")
-            from cadenza.score.keys import key_pitch_class
-
-            key_t = key_pitch_class(key)
         full_ids, ids, lead = self._prompt_ids(prompt, style, tempo, meter, key_t,
                                                programs if tok.insts_on else None)
-        constraints = {"programs": programs, "time_signature": meter}
+        # a tempo asked for or the prompt's is the piece's: the model writes no tempo of its own, so the
+        # length asked for is the length delivered (a model's slower tempo made 240 s into 182)
+        constraints = {"programs": programs, "time_signature": meter, "fixed_tempo": tempo is not None or continuing}
         if lead:
             constraints["forced"] = {1: lead}
         if chords is not None:
@@ -203,7 +212,9 @@ class CadenzaModel:
             from cadenza.score.harmony import parse_chord
 
             plan = [parse_chord(c) for c in chords]
-            continuing = prompt is not None and prompt.note_num() > 0
+            if bars is not None and bars > len(plan):  # a longer piece cycles the progression
+                chords = [chords[k % len(chords)] for k in range(bars)]
+                plan = [parse_chord(c) for c in chords]
             first = (sum(1 for t in ids if tok.type_of[t] == T_BAR) + 1) if continuing else 1
             constraints["chords"] = {first + k: c for k, c in enumerate(plan)}
             if bars is None and seconds is None and max_tokens is None:
@@ -219,9 +230,25 @@ class CadenzaModel:
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
                                   repetition_penalty=repetition_penalty, seed=seed,
                                   repeat_rate=None if repeat is None else float(repeat), key=key_t,
-                                  follow_chords=chords is not None).validate()
-        return dict(prompt=prompt, full_ids=full_ids, ids=ids, sampling=sampling, tempo=tempo,
+                                  follow_chords=chords is not None,
+                                  pace=self._pace(prompt if continuing else None, style, programs)).validate()
+        chord_track = None
+        if chords is not None and _chord_program(programs) is not None:  # also heard: block chords, own track
+            chord_track = (list(chords), constraints["chords"] and min(constraints["chords"]), meter,
+                           _chord_program(programs))
+        return dict(prompt=prompt, full_ids=full_ids, ids=ids, sampling=sampling, tempo=tempo, chord_track=chord_track,
                     stop=StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens), constraints=constraints)
+
+    def _pace(self, prompt, style, programs) -> dict[int, float]:
+        """{GM program: notes per beat} for the part control: the prompt's own pace for its instruments
+        that play in its last bars, the style's for the others (all programs when the model picks)."""
+        from cadenza.engine.parts import prompt_pace, style_pace
+
+        every = programs if programs is not None else list(range(-1, 128))
+        pace = style_pace(self.config, style, every)
+        if prompt is not None:
+            pace.update(prompt_pace(prompt, every))
+        return pace
 
     def generate(self, prompt: symusic.Score | str | os.PathLike | None = None, *, bars: int | None = None,
                  seconds: float | None = None, max_tokens: int | None = None, style: str | None = None,
@@ -229,7 +256,8 @@ class CadenzaModel:
                  time_signature: tuple[int, int] | None = None, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 0.95, repetition_penalty: float = 1.0, seed: int | None = None,
                  variations: int = 1, progress: Callable[[int], None] | None = None, compile: bool = False,
-                 repeat: float | str | None = "auto", key: str | None = None, chords: list[str] | None = None):
+                 repeat: float | str | None = "auto", key: str | None = None, chords: list[str] | None = None,
+                 on_info=None):
         """Continue ``prompt`` (a Score, a file path, or None) and return a Score (a list if variations > 1).
 
         ``instruments`` is a list of GM programs, names, or (program, is_drum) pairs; only those sound
@@ -240,14 +268,18 @@ class CadenzaModel:
         config; "off" or None: no control; or a number in [0, 1]), see engine/repeat.py.
         ``key`` ("D minor") and ``chords`` (one symbol per new bar, e.g. ["Am", "F", "C", "G"]; the
         default length is then the progression's) need a model with those controls.
+        A prompt steers by default: its key, meter, tempo and nearest style are inferred for what is not
+        given (``cadenza.tasks.prompt``); ``on_info(PromptInfo)`` is told what they are.
         """
         r = self._prepare(prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
-                          temperature, top_k, top_p, repetition_penalty, seed, variations, repeat, key, chords)
+                          temperature, top_k, top_p, repetition_penalty, seed, variations, repeat, key, chords,
+                          on_info)
         result = generate(self.model, self.tokenizer, r["ids"], n=variations, sampling=r["sampling"],
                           stop=r["stop"], constraints=r["constraints"], progress=progress, compile=compile)
         # decode new tokens after the *whole* prompt, so they land after it even when it was cut
         full_ids = r["full_ids"]
-        scores = [self._to_score(r["prompt"], full_ids + seq[result.prompt_len:], len(full_ids), r["tempo"])
+        scores = [self._to_score(r["prompt"], full_ids + seq[result.prompt_len:], len(full_ids), r["tempo"],
+                                 r["chord_track"])
                   for seq in result.ids]
         return scores[0] if variations == 1 else scores
 
@@ -259,7 +291,7 @@ class CadenzaModel:
                      variations: int = 1, on_token: Callable[[int, int], None] | None = None,
                      scores_out: list | None = None, compile: bool = False,
                      repeat: float | str | None = "auto", observe=None, key: str | None = None,
-                     chords: list[str] | None = None) -> Iterator[NoteEvent]:
+                     chords: list[str] | None = None, on_info=None) -> Iterator[NoteEvent]:
         """Like ``generate``, but yields each new note (a NoteEvent) as soon as its tokens are complete.
 
         Times are on the piece's clock (seconds from the start of the prompt), so the notes of a
@@ -272,7 +304,8 @@ class CadenzaModel:
         from cadenza.engine.notes import NoteDecoder
 
         r = self._prepare(prompt, bars, seconds, max_tokens, style, instruments, tempo, time_signature,
-                          temperature, top_k, top_p, repetition_penalty, seed, variations, repeat, key, chords)
+                          temperature, top_k, top_p, repetition_penalty, seed, variations, repeat, key, chords,
+                          on_info)
         decoders = []
         pr = r["prompt"]
         # a continuation keeps the prompt's own tempo map (see _to_score): time the new notes by it
@@ -297,10 +330,11 @@ class CadenzaModel:
                 yield ev
         if scores_out is not None:
             full = r["full_ids"]
-            scores_out.extend(self._to_score(r["prompt"], full + seq, len(full), r["tempo"]) for seq in new)
+            scores_out.extend(self._to_score(r["prompt"], full + seq, len(full), r["tempo"], r["chord_track"])
+                              for seq in new)
 
     def _to_score(self, prompt: symusic.Score | None, seq: list[int], prompt_len: int,
-                  tempo: float | None) -> symusic.Score:
+                  tempo: float | None, chord_track=None) -> symusic.Score:
         """The prompt as given plus the decoded new notes, merged by instrument."""
         from cadenza.score import instrument_name
 
@@ -315,18 +349,46 @@ class CadenzaModel:
             if tempo is not None or not len(out.tempos):
                 out.tempos.clear()
                 out.tempos.append(symusic.Tempo(0, qpm=float(tempo or 120.0)))
-        else:
-            out = at_tpq(prompt)
-            for tr in new.tracks:
-                target = next((t for t in out.tracks if t.program == tr.program and t.is_drum == tr.is_drum), None)
-                if target is None:
-                    target = symusic.Track(instrument_name(tr.program, tr.is_drum), tr.program, tr.is_drum)
-                    out.tracks.append(target)
-                    target = out.tracks[-1]
-                for n in tr.notes:
-                    target.notes.append(n)
-                target.notes.sort()
+        else:  # each new note into the prompt track it continues (several may share a program)
+            from cadenza.score.tracks import merge_new_notes
+
+            out = merge_new_notes(at_tpq(prompt), new)
         for tr in out.tracks:
             if not tr.name:
                 tr.name = instrument_name(tr.program, tr.is_drum)
+        if chord_track is not None:
+            _add_chord_track(out, *chord_track)
         return out
+
+
+CHORD_FAMILIES = ("piano", "organ", "guitar", "strings", "pad", "chromatic")
+
+
+def _chord_program(programs) -> int | None:
+    """The instrument the chord track plays on: the first asked for that plays chords; piano when none
+    was asked for; None (no chord track: only the instruments asked for sound) when none of them
+    plays chords (a flute alone)."""
+    from cadenza.score.roles import family_of, max_at_once
+
+    if programs is None:
+        return 0
+    for p in programs:
+        if p != -1 and family_of(p) in CHORD_FAMILIES and max_at_once(p) >= 3:
+            return int(p)
+    return None
+
+
+def _add_chord_track(score: symusic.Score, chords: list[str], first_bar: int, meter, program: int) -> None:
+    """A "Chords" track of block chords (root position around C3-C4, the root below), one per bar from
+    bar ``first_bar`` (1-based) on, each held for its bar."""
+    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.chords import parse_chords
+
+    block = parse_chords(" | ".join(chords), tempo=120, program=program, time_signature=tuple(meter), octave=3)
+    block = at_tpq(block)
+    starts = bar_starts(score, int(score.end()) + 64 * int(score.tpq) * (first_bar + len(chords)))
+    shift = int(starts[first_bar - 1]) if len(starts) >= first_bar else 0
+    track = block.tracks[0].copy()
+    track.shift_time(shift, inplace=True)
+    track.name = "Chords"
+    score.tracks.append(track)

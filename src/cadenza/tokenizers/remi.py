@@ -77,10 +77,12 @@ CONTROLS = ("key", "instruments", "chords", "infill")
  T_PITCH, T_DRUM, T_VEL, T_DUR, T_NONE, T_KEY, T_INST, T_CHORD, T_GIVEN, T_FREE, T_FUTURE, T_NOW) = range(21)
 TOKEN_TYPES = [t for t in range(21) if t != T_NONE]
 MARKER_TYPES = (T_GIVEN, T_FREE, T_FUTURE, T_NOW)
-# A writing model may put at most this many notes at one position (all instruments), and this many
-# on one instrument: a model that repeats a note at one onset (the data has same-instrument unisons,
-# e.g. two chorale voices on one program) could otherwise pile hundreds there. A checked or scored
-# sequence (reading) is not capped. Orchestral tutti and a piano's two hands stay well under.
+# A writing model may put at most this many notes at one position (all instruments), and on one
+# instrument at most as many as its player sounds at once (``cadenza.score.roles.max_at_once``: one
+# for a bass or a wind, ten for a piano; never more than MAX_NOTES_PER_PROGRAM), each pitch once, and
+# only inside the instrument's range: the bundled model, taught chords on basses by re-instrumented
+# training windows, wrote 11-note "bass" clusters from MIDI 26 to 105. A checked or scored sequence
+# (reading) is not capped. Orchestral tutti and a piano's two hands stay well under.
 MAX_NOTES_AT_ONCE = 24
 MAX_NOTES_PER_PROGRAM = 12
 HEADER_TYPES = (T_BOS, T_STYLE, T_KEY, T_INST)
@@ -98,7 +100,7 @@ class RemiState:
 
     __slots__ = ("tok", "last", "pos", "drum", "tsig", "bars", "beats", "seconds", "qpm", "notes",
                  "programs", "time_sigs", "insts", "last_inst", "plan", "forced", "pending", "given", "future",
-                 "reading", "at_pos", "prog_n", "cur_prog")
+                 "reading", "pos_notes", "cur_prog", "fixed_tempo")
 
     def __init__(self, tok: "RemiTokenizer", programs: frozenset[int] | None, time_sigs: frozenset[int] | None,
                  plan: dict[int, list[int]] | None = None):
@@ -126,10 +128,11 @@ class RemiState:
         # a model that opened one itself would write "given" notes or bars off the clock (a piece
         # that never reaches its length)
         self.reading = False
-        # notes written at the current position, in all and by the current Program (for the cap)
-        self.at_pos = 0
-        self.prog_n = 0
-        self.cur_prog = -1
+        # (Program token id, pitch token id) of each note at the current position (for the caps and
+        # so that no instrument strikes one pitch twice at once); immutable, so copies share it safely
+        self.pos_notes: tuple[tuple[int, int], ...] = ()
+        self.cur_prog = -1  # the current Program token id
+        self.fixed_tempo = False  # the tempo was asked for: the model writes no Tempo token of its own
 
     def copy(self) -> "RemiState":
         new = RemiState.__new__(RemiState)
@@ -147,18 +150,25 @@ class RemiState:
         return (self.last, self.pos if self.last in (T_POS, T_TEMPO, T_DUR) else -1,
                 self.tsig if self.last in (T_POS, T_TEMPO, T_DUR, T_CHORD, T_TSIG, T_GIVEN, T_FREE) else None,
                 self.drum,
-                self.last_inst if self.last == T_INST else None,
+                self.last_inst if self.last == T_INST else None,  # (reading is in the key too)
                 self.insts if self.last in (T_POS, T_TEMPO, T_DUR) else None, self.given, self.future,
-                self.reading, self.capped() if self.last == T_DUR else None)
+                self.reading, self.capped() if self.last == T_DUR else None,
+                self.cur_prog if self.last == T_PROG and not self.reading else None,
+                self.fixed_tempo if self.last == T_POS else None)
 
     def capped(self):
-        """While writing: "full" when a position holds MAX_NOTES_AT_ONCE notes, the Program token id
-        whose notes at this position reached MAX_NOTES_PER_PROGRAM, else None."""
-        if self.reading:
+        """While writing: "full" when a position holds MAX_NOTES_AT_ONCE notes, else the Program token
+        ids whose notes at this position reached their instrument's cap (a frozenset), or None."""
+        if self.reading or not self.pos_notes:
             return None
-        if self.at_pos >= MAX_NOTES_AT_ONCE:
+        if len(self.pos_notes) >= MAX_NOTES_AT_ONCE:
             return "full"
-        return self.cur_prog if self.prog_n >= MAX_NOTES_PER_PROGRAM else None
+        counts: dict[int, int] = {}
+        for p, _ in self.pos_notes:
+            counts[p] = counts.get(p, 0) + 1
+        cap = self.tok.at_once
+        full = frozenset(p for p, c in counts.items() if c >= cap.get(p, MAX_NOTES_PER_PROGRAM))
+        return full or None
 
     def complete(self) -> bool:
         """True where the piece may end (EOS may come next)."""
@@ -179,7 +189,7 @@ class RemiState:
             if not self.future:  # the bars after a gap are context: the clock is the piece's own
                 self.bars += 1
             self.pos = -1
-            self.at_pos = self.prog_n = 0
+            self.pos_notes = ()
         elif kind == T_TSIG:
             self.tsig = tok.tsig_of[token_id]
             if self.plan and not self.future:
@@ -193,24 +203,22 @@ class RemiState:
         elif kind in (T_GIVEN, T_FREE):
             self.given = kind == T_GIVEN
             self.pos = -1
-            self.at_pos = self.prog_n = 0
+            self.pos_notes = ()
         elif kind == T_FUTURE:
             self.future = True
         elif kind == T_NOW:
             self.future = False
         elif kind == T_POS:
             self.pos = tok.value_of[token_id]
-            self.at_pos = self.prog_n = 0
+            self.pos_notes = ()
         elif kind == T_TEMPO and not self.future:
             self.qpm = float(tok.value_of[token_id])
         elif kind == T_PROG:
             self.drum = tok.value_of[token_id] == -1
-            if token_id != self.cur_prog:
-                self.cur_prog, self.prog_n = token_id, 0
+            self.cur_prog = token_id
         elif kind in (T_PITCH, T_DRUM):
             self.notes += 1
-            self.at_pos += 1
-            self.prog_n += 1
+            self.pos_notes = self.pos_notes + ((self.cur_prog, token_id),)
         elif kind == T_INST:
             p = tok.value_of[token_id]
             self.last_inst = p
@@ -259,6 +267,24 @@ class RemiTokenizer:
         self.tsig_id = {v: k for k, v in self.tsig_of.items()}
         self.tempo_values = np.array([self.value_of[i] for i in self.ids_of_type[T_TEMPO]])
         self._masks: dict[tuple, np.ndarray] = {}
+        self._init_roles()
+
+    def _init_roles(self) -> None:
+        """Per Program token id: the pitch token ids inside the instrument's range and how many notes it
+        may sound at once (``cadenza.score.roles``), for a writing model."""
+        from cadenza.score.roles import max_at_once, range_of
+
+        pitch_ids = self.ids_of_type[T_PITCH]
+        pitch_vals = np.array([self.value_of[i] for i in pitch_ids])
+        self.in_range: dict[int, np.ndarray] = {}
+        self.at_once: dict[int, int] = {}
+        for p, i in self.program_id.items():
+            if p == -1:
+                self.at_once[i] = min(max_at_once(0, True), MAX_NOTES_PER_PROGRAM)
+                continue
+            lo, hi = range_of(int(p))
+            self.in_range[i] = pitch_ids[(pitch_vals >= lo) & (pitch_vals <= hi)]
+            self.at_once[i] = min(max_at_once(int(p)), MAX_NOTES_PER_PROGRAM)
 
     def _init_controls(self, vocab: dict[str, int]) -> None:
         from cadenza.score.harmony import PITCH_CLASSES, chord_label, parse_chord
@@ -506,14 +532,16 @@ class RemiTokenizer:
 
     # ---- grammar ---------------------------------------------------------
     def start_state(self, programs=None, time_signature=None, chords=None, given=None, forced=None,
-                    reading: bool = False) -> RemiState:
+                    reading: bool = False, fixed_tempo: bool = False) -> RemiState:
         """A fresh state; ``programs`` (GM numbers, -1 = drums) and ``time_signature`` constrain output;
         ``chords`` ({bar number from 1: (root, quality) or None}) fixes those bars' Chord tokens;
         ``given`` ({bar number: token ids of its given block, ``Given`` ... ``Free``}) fixes the
         material each of those bars starts with (see ``given_blocks``); ``forced`` ({bar number: token
         ids}) more tokens each of those bars must begin with (after its chord and given block), e.g.
         a Position and a Tempo. ``reading``: the state checks or scores an existing sequence, where
-        Given/Future blocks may open anywhere the grammar has them (when writing, only a plan opens them)."""
+        Given/Future blocks may open anywhere the grammar has them (when writing, only a plan opens them).
+        ``fixed_tempo``: the tempo is the user's or the prompt's; the model writes no Tempo token of its
+        own (forced ones still come), so the piece's clock and its length are the ones asked for."""
         prog_ids = None
         if programs is not None:
             prog_ids = frozenset(self.program_id[p] for p in programs)
@@ -539,6 +567,7 @@ class RemiTokenizer:
             plan.setdefault(int(b), []).extend(int(t) for t in toks)
         st = RemiState(self, prog_ids, ts_ids, plan or None)
         st.reading = bool(reading)
+        st.fixed_tempo = bool(fixed_tempo)
         return st
 
     def positions_in_bar(self, tsig: tuple[int, int]) -> int:
@@ -552,6 +581,15 @@ class RemiTokenizer:
         if mask is None:
             mask = self._compute_mask(state)
             self._masks[key] = mask
+        if state.last == T_PROG and state.pos_notes and not state.reading and not state.forced:
+            # a pitch this instrument already strikes at this onset is not struck again (not cached:
+            # it depends on the notes written, not on the grammar state alone)
+            used = [n for p, n in state.pos_notes if p == state.cur_prog]
+            if used and mask[used].any():
+                left = mask.copy()
+                left[used] = False
+                if left.any():
+                    return left
         return mask
 
     def _compute_mask(self, st: RemiState) -> np.ndarray:
@@ -581,7 +619,9 @@ class RemiTokenizer:
             if kind == T_INST:
                 for p, i in self.inst_id.items():
                     m[i] = p > st.last_inst
-            m[ids[T_BAR]] = True
+            # a writing model that lists instruments lists a pitched one: drums alone made a piece over
+            # given chords with no harmony in it
+            m[ids[T_BAR]] = not (kind == T_INST and st.last_inst == -1 and not st.reading)
 
         if st.forced:
             m[st.forced[0]] = True
@@ -625,14 +665,18 @@ class RemiTokenizer:
             later_positions()
             bar_may_end()
         elif last == T_POS:
-            m[ids[T_TEMPO]] = True
+            if not st.fixed_tempo:
+                m[ids[T_TEMPO]] = True
             programs()
         elif last == T_TEMPO:
             programs()
             later_positions()
             bar_may_end()
         elif last == T_PROG:
-            m[ids[T_DRUM] if st.drum else ids[T_PITCH]] = True
+            if st.drum:
+                m[ids[T_DRUM]] = True
+            else:  # writing: only pitches the instrument plays
+                m[ids[T_PITCH] if st.reading else self.in_range.get(st.cur_prog, ids[T_PITCH])] = True
         elif last in (T_PITCH, T_DRUM):
             m[ids[T_VEL]] = True
         elif last == T_VEL:
@@ -642,12 +686,34 @@ class RemiTokenizer:
             if cap != "full":
                 programs()
                 if cap is not None:
-                    m[cap] = False
+                    m[list(cap)] = False
             later_positions()
             bar_may_end()
         elif last == T_EOS:
             m[self.pad_id] = True
         return m
+
+    def durations_within(self, state: RemiState, quarters: float) -> np.ndarray:
+        """(V,) bool: the Duration tokens of notes at the current position that end within ``quarters``
+        quarter notes (at least the shortest one): near the end asked for, nothing rings past it."""
+        if not hasattr(self, "_dur_beats"):
+            ids = self.ids_of_type[T_DUR]
+            vals = []
+            for i in ids:  # "Duration_B.P.R": B beats + P/R beat, a beat being the meter's denominator
+                b, p, r = (int(x) for x in self.id_to_token[i].split("_", 1)[1].split("."))
+                vals.append(b + p / r)
+            self._dur_beats = (ids, np.array(vals))
+        ids, beats = self._dur_beats
+        ok = beats * 4.0 / state.tsig[1] <= quarters + 1e-9
+        ok[np.argmin(beats)] = True
+        m = np.zeros(self.vocab_size, dtype=bool)
+        m[ids[ok]] = True
+        return m
+
+    def quarters_to_bar_end(self, state: RemiState) -> float:
+        """Quarter notes from the current position to the end of the current bar."""
+        n = self.positions_in_bar(state.tsig)
+        return (n - max(state.pos, 0)) / n * state.bar_quarters()
 
     def check(self, ids) -> list[str]:
         """Grammar errors of a sequence (empty when it is valid), for tests and data checks."""

@@ -257,6 +257,32 @@ POP909_BASS_PROGRAMS = (32, 33, 34, 35, 38)  # acoustic, finger, pick, fretless,
 BASS_PROGRAMS = frozenset(range(32, 40)) | {42, 43, 57, 58, 70}
 
 
+def _role_pool(pitches: np.ndarray, per_onset: float) -> list[int]:
+    """GM programs a part may be moved onto in a re-instrumented window: one whose range holds (nearly)
+    all its pitches and whose player sounds as many notes at once as the part does. The first
+    models moved any low part onto a bass and any other onto any program, so they learned 11-note
+    chords on basses and flutes; a chordal part now goes only to instruments that play chords, a
+    line to line or chord instruments, a low line to the bass instruments."""
+    from cadenza.score.roles import max_at_once, range_of
+
+    if not len(pitches):
+        return []
+    low = float(pitches.mean()) < 52
+    out = []
+    for q in range(112):
+        lo, hi = range_of(q)
+        if np.mean((pitches >= lo) & (pitches <= hi)) < 0.95:
+            continue
+        if per_onset > 1.2 and max_at_once(q) < 3:
+            continue
+        if low and per_onset <= 1.2 and q not in BASS_PROGRAMS:
+            continue
+        if not low and q in BASS_PROGRAMS:
+            continue
+        out.append(q)
+    return out
+
+
 def pop909_band(score: symusic.Score, rng: np.random.Generator) -> symusic.Score:
     """POP909's MELODY / BRIDGE / PIANO tracks on instruments of a band, drums added to some songs."""
     from cadenza.train.drums import with_drums
@@ -274,6 +300,18 @@ def pop909_band(score: symusic.Score, rng: np.random.Generator) -> symusic.Score
     if rng.random() < POP909_BASS:
         out = with_bass(out, int(rng.choice(POP909_BASS_PROGRAMS)))
     return out
+
+
+def as_trained(tokenizer, spec: str, pid: str, score: symusic.Score) -> symusic.Score:
+    """A piece as training shows it to the model, before tokenizing (as ``encode_variants``): a POP909
+    song on the band its id seeds, same-instrument unisons dropped. For measuring real parts by role
+    (``recipes/part_rates.py``, ``bench/parts.py``)."""
+    import hashlib
+
+    if getattr(tokenizer, "insts_on", False) and Path(spec).name.lower() == "pop909":
+        rng = np.random.default_rng(int(hashlib.sha1(pid.encode()).hexdigest()[:8], 16))
+        score = pop909_band(score, rng)
+    return drop_unisons(score, tokenizer.spec.positions_per_beat)
 
 
 def with_bass(score: symusic.Score, program: int, below: int = 55) -> symusic.Score:
@@ -460,6 +498,11 @@ class WindowSampler:
             self.inst_val = np.full(tok.vocab_size, -2, dtype=np.int16)
             for i in tok.ids_of_type[T_INST]:
                 self.inst_val[int(i)] = tok.value_of[int(i)]
+            from cadenza.tokenizers.remi import T_BAR, T_POS
+
+            self.is_position = np.zeros(tok.vocab_size, dtype=bool)  # Position or Bar: a new onset
+            self.is_position[tok.ids_of_type[T_POS]] = True
+            self.is_position[tok.ids_of_type[T_BAR]] = True
 
     def window(self, style: str) -> np.ndarray:
         sh = self.shards[style]
@@ -513,15 +556,15 @@ class WindowSampler:
         nxt = np.minimum(at + 1, len(w) - 1)
         pitch = np.where(self.is_pitch[w[nxt]], self.pitch_val[w[nxt]], -1)
         used = sorted(set(progs[at].tolist()) | {int(v) for v in self.inst_val[w] if v >= 0})
-        low_pool = [p for p in BASS_PROGRAMS if p not in used]
-        high_pool = [p for p in range(112) if p not in BASS_PROGRAMS and p not in used]
         lut = np.arange(tok.vocab_size, dtype=np.int64)
+        taken = set(used)
         for p in used:
-            ps = pitch[(progs[at] == p) & (pitch >= 0)]
-            pool = low_pool if len(ps) and float(ps.mean()) < 52 else high_pool
+            on = (progs[at] == p) & (pitch >= 0)
+            pool = [q for q in _role_pool(pitch[on], self._chords(w, at[on])) if q not in taken]
             if not pool:
                 continue
-            q = int(pool.pop(int(self.rng.integers(len(pool)))))
+            q = int(pool[int(self.rng.integers(len(pool)))])
+            taken.add(q)
             if p in tok.program_id and q in tok.program_id:
                 lut[tok.program_id[p]] = tok.program_id[q]
             if p in tok.inst_id and q in tok.inst_id:
@@ -533,6 +576,15 @@ class WindowSampler:
         if len(ins):
             w[ins] = w[ins][np.argsort(self.inst_val[w[ins]], kind="stable")]
         return w
+
+    def _chords(self, w: np.ndarray, prog_at: np.ndarray) -> float:
+        """Notes per onset of one instrument in a window: its Program tokens at each Position, counted
+        (``prog_at``: indices of its Program tokens)."""
+        if not len(prog_at):
+            return 1.0
+        pos_of = np.maximum.accumulate(np.where(self.is_position[w], np.arange(len(w)), 0))
+        onsets = len(np.unique(pos_of[prog_at]))
+        return len(prog_at) / max(onsets, 1)
 
     def _future_first(self, sh, a: int, b: int, bars: np.ndarray) -> np.ndarray | None:
         """header, Future, 1-4 bars from a gap's end, Now, then the bars leading up to that gap."""
