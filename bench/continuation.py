@@ -166,48 +166,58 @@ def bits_per_note(model, f, style: str) -> float:
     return sum(per_token[b9 - 1:]) / math.log(2) / notes if notes else math.nan
 
 
+def continue_piece(model, f, style: str | None, seed: int, pid: str, args) -> dict[str, float]:
+    """Generate one continuation and take every figure of it (and of the real one)."""
+    t0 = time.perf_counter()
+    gen = model.generate(f["prompt"], bars=CONT_BARS, style=style, seed=seed)
+    cont, early = continuation_of(gen, f)
+    moved = [k for k, t in enumerate(f["prompt"].tracks) if k >= len(gen.tracks)
+             or (gen.tracks[k].program, gen.tracks[k].is_drum) != (t.program, t.is_drum)]
+    if moved:  # tracks are matched by index: say so when the result reordered them
+        log(f"  {pid}: the result's tracks {moved} are not the prompt's")
+    row = measure(f, cont)
+    row["bits_per_note"] = bits_per_note(model, f, style)
+    stated = [f"{t.numerator}/{t.denominator}" for t in f["prompt"].time_signatures]
+    got = [f"{t.numerator}/{t.denominator}" for t in gen.time_signatures]
+    log(f"  {pid}: {time.perf_counter() - t0:.1f}s, meter {f['meter'][0]}/{f['meter'][1]} (stated "
+        f"{','.join(stated) or '-'}, result {','.join(got)}), notes gen {cont.note_num()} real {f['real'].note_num()}"
+        + (f", {early} new notes before the prompt's end" if early else "")
+        + f", tracks {len(f['prompt'].tracks)}->{len(gen.tracks)}, continuity "
+        f"{row['track_continuity_generated']:.2f}/{row['track_continuity_real']:.2f}, "
+        f"bits/note {row['bits_per_note']:.2f}")
+    if args.save:
+        name = f"{style}_{seed - args.seed + 1:02d}_" + re.sub(r"[^A-Za-z0-9._-]+", "_", re.sub(r"\.midi?$", "", pid))
+        gen.dump_midi(str(Path(args.save) / f"{name}.mid"))
+        f["both"].dump_midi(str(Path(args.save) / f"{name}_real.mid"))
+    return row
+
+
 def run_style(model, style: str, sources, args) -> list[dict[str, float]]:
     """Per-piece figures of up to ``--pieces`` pieces of one style."""
     from cadenza.errors import CadenzaError
 
     rows: list[dict[str, float]] = []
+    read = short = refused = 0
     gen_style = style if style in model.styles else None  # a --data style the model lacks: its default
     for spec, raw in sources:
+        if len(rows) >= args.pieces:
+            break
         for pid, piece in pieces(spec, style, raw):
             if len(rows) >= args.pieces:
-                return rows
+                break
+            read += 1
             f = frame(piece)
             if f is None:
+                short += 1
                 continue
-            t0 = time.perf_counter()
             try:
-                gen = model.generate(f["prompt"], bars=CONT_BARS, style=gen_style, seed=args.seed + len(rows))
+                rows.append(continue_piece(model, f, gen_style, args.seed + len(rows), pid, args))
             except CadenzaError as e:  # e.g. a meter the model does not know
                 log(f"  skip {pid}: {e}")
-                continue
-            cont, early = continuation_of(gen, f)
-            moved = [k for k, t in enumerate(f["prompt"].tracks) if k >= len(gen.tracks)
-                     or (gen.tracks[k].program, gen.tracks[k].is_drum) != (t.program, t.is_drum)]
-            if moved:  # tracks are matched by index: say so when the result reordered them
-                log(f"  {pid}: the result's tracks {moved} are not the prompt's")
-            row = measure(f, cont)
-            row["bits_per_note"] = bits_per_note(model, f, gen_style)
-            rows.append(row)
-            stated = [f"{t.numerator}/{t.denominator}" for t in f["prompt"].time_signatures]
-            got = [f"{t.numerator}/{t.denominator}" for t in gen.time_signatures]
-            log(f"  {style} {len(rows)}/{args.pieces} {pid}: {time.perf_counter() - t0:.1f}s, meter "
-                f"{f['meter'][0]}/{f['meter'][1]} (stated {','.join(stated) or '-'}, result {','.join(got)}), "
-                f"notes gen {cont.note_num()} real {f['real'].note_num()}"
-                + (f", {early} new notes before the prompt's end" if early else "")
-                + f", tracks {len(f['prompt'].tracks)}->{len(gen.tracks)}, continuity "
-                f"{row['track_continuity_generated']:.2f}/{row['track_continuity_real']:.2f}, "
-                f"bits/note {row['bits_per_note']:.2f}")
-            if args.save:
-                name = re.sub(r"[^A-Za-z0-9._-]+", "_", re.sub(r"\.midi?$", "", pid))
-                gen.dump_midi(str(Path(args.save) / f"{style}_{len(rows):02d}_{name}.mid"))
-                f["both"].dump_midi(str(Path(args.save) / f"{style}_{len(rows):02d}_{name}_real.mid"))
-    if len(rows) < args.pieces:
-        log(f"  {style}: only {len(rows)} usable pieces")
+                refused += 1
+    # why a style has fewer pieces than asked (no validation pieces, too short, a meter refused)
+    log(f"  {style}: {len(rows)} pieces of {read} read ({short} shorter than 16 bars or silent, "
+        f"{refused} refused by generate)")
     return rows
 
 
