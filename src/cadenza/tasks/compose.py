@@ -202,7 +202,10 @@ class CadenzaModel:
                                                programs if tok.insts_on else None)
         # a tempo asked for or the prompt's is the piece's: the model writes no tempo of its own, so the
         # length asked for is the length delivered (a model's slower tempo made 240 s into 182)
-        constraints = {"programs": programs, "time_signature": meter, "fixed_tempo": tempo is not None or continuing}
+        fixed = tempo
+        if fixed is None and continuing:  # the prompt's last tempo (a file without one plays at 120)
+            fixed = max(prompt.tempos, key=lambda t: t.time).qpm if len(prompt.tempos) else 120.0
+        constraints = {"programs": programs, "time_signature": meter, "fixed_tempo": fixed}
         if lead:
             constraints["forced"] = {1: lead}
         if chords is not None:

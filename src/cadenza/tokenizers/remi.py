@@ -132,7 +132,9 @@ class RemiState:
         # so that no instrument strikes one pitch twice at once); immutable, so copies share it safely
         self.pos_notes: tuple[tuple[int, int], ...] = ()
         self.cur_prog = -1  # the current Program token id
-        self.fixed_tempo = False  # the tempo was asked for: the model writes no Tempo token of its own
+        # the tempo (qpm) asked for or the prompt's, else 0: the model then writes no Tempo token of its
+        # own, and the clock runs at this exact tempo (a Tempo token holds the nearest of 32 values)
+        self.fixed_tempo = 0.0
 
     def copy(self) -> "RemiState":
         new = RemiState.__new__(RemiState)
@@ -154,7 +156,7 @@ class RemiState:
                 self.insts if self.last in (T_POS, T_TEMPO, T_DUR) else None, self.given, self.future,
                 self.reading, self.capped() if self.last == T_DUR else None,
                 self.cur_prog if self.last == T_PROG and not self.reading else None,
-                self.fixed_tempo if self.last == T_POS else None)
+                bool(self.fixed_tempo) if self.last == T_POS else None)
 
     def capped(self):
         """While writing: "full" when a position holds MAX_NOTES_AT_ONCE notes, else the Program token
@@ -212,7 +214,7 @@ class RemiState:
             self.pos = tok.value_of[token_id]
             self.pos_notes = ()
         elif kind == T_TEMPO and not self.future:
-            self.qpm = float(tok.value_of[token_id])
+            self.qpm = self.fixed_tempo or float(tok.value_of[token_id])
         elif kind == T_PROG:
             self.drum = tok.value_of[token_id] == -1
             self.cur_prog = token_id
@@ -532,7 +534,7 @@ class RemiTokenizer:
 
     # ---- grammar ---------------------------------------------------------
     def start_state(self, programs=None, time_signature=None, chords=None, given=None, forced=None,
-                    reading: bool = False, fixed_tempo: bool = False) -> RemiState:
+                    reading: bool = False, fixed_tempo: float | None = None) -> RemiState:
         """A fresh state; ``programs`` (GM numbers, -1 = drums) and ``time_signature`` constrain output;
         ``chords`` ({bar number from 1: (root, quality) or None}) fixes those bars' Chord tokens;
         ``given`` ({bar number: token ids of its given block, ``Given`` ... ``Free``}) fixes the
@@ -540,8 +542,9 @@ class RemiTokenizer:
         ids}) more tokens each of those bars must begin with (after its chord and given block), e.g.
         a Position and a Tempo. ``reading``: the state checks or scores an existing sequence, where
         Given/Future blocks may open anywhere the grammar has them (when writing, only a plan opens them).
-        ``fixed_tempo``: the tempo is the user's or the prompt's; the model writes no Tempo token of its
-        own (forced ones still come), so the piece's clock and its length are the ones asked for."""
+        ``fixed_tempo`` (qpm): the tempo is the user's or the prompt's; the model writes no Tempo token of
+        its own (forced ones still come) and the clock runs at exactly this tempo, so the piece's length
+        is the one asked for."""
         prog_ids = None
         if programs is not None:
             prog_ids = frozenset(self.program_id[p] for p in programs)
@@ -567,7 +570,9 @@ class RemiTokenizer:
             plan.setdefault(int(b), []).extend(int(t) for t in toks)
         st = RemiState(self, prog_ids, ts_ids, plan or None)
         st.reading = bool(reading)
-        st.fixed_tempo = bool(fixed_tempo)
+        st.fixed_tempo = float(fixed_tempo or 0.0)
+        if st.fixed_tempo:
+            st.qpm = st.fixed_tempo
         return st
 
     def positions_in_bar(self, tsig: tuple[int, int]) -> int:
