@@ -89,15 +89,18 @@ def pieces(spec: str, style: str, raw: bool):
             log(f"  skip {pid}: {e}")
 
 
-def frame(piece):
+def frame(piece, known=None):
     """The piece cut for the protocol, or None when too short or silent: a dict with the raw
     ``prompt`` (as the file states its meter), the ``metered`` prompt, the ``real`` continuation and
-    ``both`` (prompt + real, metered), all from tick 0, and ``meter``, ``bar`` (ticks), ``note``."""
+    ``both`` (prompt + real, metered), all from tick 0, and ``meter``, ``bar`` (ticks), ``note``.
+    ``known``: the model's meters; one it does not know is taken as cadenza takes it (3/2 as 6/4)."""
     from cadenza.eval.continuation import cut
-    from cadenza.score.meter import prompt_meter, with_meter
+    from cadenza.score.meter import nearest_known, prompt_meter, with_meter
 
     tick = piece if str(piece.ttype).endswith("Tick") else piece.to("tick")
     meter, note = prompt_meter(tick)
+    if known is not None and tuple(meter) not in known and nearest_known(meter, known):
+        meter = nearest_known(meter, known)
     metered = with_meter(tick, meter)
     bar = max(1, round(meter[0] * 4 * int(tick.tpq) / meter[1]))  # one meter from 0: bars are evenly spaced
     onsets = [int(t.notes[0].time) for t in tick.tracks if len(t.notes)]
@@ -206,7 +209,7 @@ def run_style(model, style: str, sources, args) -> list[dict[str, float]]:
             if len(rows) >= args.pieces:
                 break
             read += 1
-            f = frame(piece)
+            f = frame(piece, getattr(model.tokenizer, "tsig_id", None))
             if f is None:
                 short += 1
                 continue

@@ -220,3 +220,30 @@ def test_reinstrumented_training_parts_keep_their_role():
     high_line = _role_pool(np.array([72, 74, 76, 79]), per_onset=1.0)
     assert 73 in high_line and not set(high_line) & BASS_PROGRAMS
     assert all(range_of(q)[0] <= 72 and range_of(q)[1] >= 79 for q in high_line)
+
+
+def test_a_meter_the_model_does_not_know_becomes_one_with_the_same_beats():
+    from cadenza.score.meter import nearest_known
+
+    known = {(2, 4), (3, 4), (4, 4), (6, 4), (6, 8)}
+    assert nearest_known((3, 2), known) == (6, 4)
+    assert nearest_known((4, 2), known) == (4, 4)
+    assert nearest_known((2, 2), known) == (4, 4)
+    assert nearest_known((7, 8), known) is None
+
+
+def test_a_pickup_signature_is_not_the_pieces_meter():
+    from cadenza.score.meter import stated_meter
+
+    s = make_score([(60, b, 1, 80) for b in range(32)])
+    s.time_signatures.clear()
+    s.time_signatures.append(symusic.TimeSignature(0, 1, 8))
+    s.time_signatures.append(symusic.TimeSignature(240, 4, 4))
+    assert stated_meter(s) == (4, 4) and prompt_meter(s) == ((4, 4), None)
+
+
+def test_an_empty_prompt_track_gets_no_new_notes():
+    prompt = make_score([(72, b, 1, 90) for b in range(4)])
+    prompt.tracks.append(symusic.Track("placeholder", 0, False))
+    out = merge_new_notes(prompt, make_score([(74, 4 + b, 1, 90) for b in range(4)]))
+    assert len(out.tracks[0].notes) == 8 and len(out.tracks[1].notes) == 0

@@ -316,6 +316,14 @@ class _HarmonyBias:
         self.pitch_ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
         self.pcs = np.array([int(tokenizer.value_of[int(i)]) % 12 for i in ids])
         self.vocab = tokenizer.vocab_size
+        # in a key, a chord with a tone outside its scale is penalized like such a pitch: the chord a bar
+        # is written over frees its tones from the key penalty, so an unpenalized chromatic chord let
+        # continuations wander off their prompt's key (bench/continuation.py key_agreement)
+        self.chord_penalty = torch.zeros(tokenizer.vocab_size)
+        if self.key_bias:
+            for i, ch in self.chord_of.items():
+                if ch is not None and not chord_tones(ch) <= self.scale:
+                    self.chord_penalty[i] = -self.key_bias
         last = next((self.chord_of[int(t)] for t in reversed(prompt) if int(t) in self.chord_of), None)
         self.chord = [last] * n
         self.cache: dict = {}
@@ -333,7 +341,7 @@ class _HarmonyBias:
         return self.cache[chord]
 
     def biases(self) -> torch.Tensor:
-        return torch.stack([self._vector(c) for c in self.chord])
+        return torch.stack([self._vector(c) for c in self.chord]) + self.chord_penalty
 
     def advance(self, b: int, t: int) -> None:
         if t in self.chord_of:

@@ -74,12 +74,21 @@ def infer_meter(score: symusic.Score) -> tuple[int, int]:
 
 
 def stated_meter(score: symusic.Score) -> tuple[int, int] | None:
-    """The meter the file states (the last signature at its first time signature's tick), or None."""
+    """The meter the file states for most of its length (a pickup bar's own signature, 1/8 before a
+    4/4 piece, does not count), or None. Of several signatures at one tick the last listed counts."""
     if not len(score.time_signatures):
         return None
-    first = min(int(t.time) for t in score.time_signatures)
-    ts = [t for t in score.time_signatures if int(t.time) == first][-1]
-    return (int(ts.numerator), int(ts.denominator))
+    sigs = sorted(((int(t.time), k, (int(t.numerator), int(t.denominator)))
+                   for k, t in enumerate(score.time_signatures)))
+    at: dict[int, tuple[int, int]] = {}
+    for time, _, m in sigs:
+        at[time] = m
+    times = sorted(at)
+    end = max(int(score.end()), times[-1] + 1)
+    span: dict[tuple[int, int], int] = {}
+    for j, t in enumerate(times):
+        span[at[t]] = span.get(at[t], 0) + (times[j + 1] if j + 1 < len(times) else end) - t
+    return max(span, key=span.get)
 
 
 def plausible(meter: tuple[int, int]) -> bool:
@@ -110,3 +119,16 @@ def with_meter(score: symusic.Score, meter: tuple[int, int]) -> symusic.Score:
     out.time_signatures.clear()
     out.time_signatures.append(symusic.TimeSignature(0, int(meter[0]), int(meter[1])))
     return out
+
+
+def nearest_known(meter: tuple[int, int], known) -> tuple[int, int] | None:
+    """A meter from ``known`` whose bars fit ``meter``'s: the same bar length in quarter notes (3/2 ->
+    6/4), else one that divides it evenly (4/2 -> 4/4: two bars for each); None if none does."""
+    quarters = meter[0] * 4 / meter[1]
+    for q in (quarters,):
+        if q == int(q) and (int(q), 4) in known:
+            return (int(q), 4)
+    for cand in ((4, 4), (3, 4), (2, 4)):
+        if cand in known and quarters / (cand[0]) == int(quarters / cand[0]):
+            return cand
+    return None

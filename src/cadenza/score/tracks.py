@@ -76,6 +76,8 @@ def merge_new_notes(prompt: symusic.Score, new: symusic.Score, recent_from: int 
         recent_from = max(0, int(prompt.end()) - 16 * int(prompt.tpq))
     for tr in new.tracks:
         homes = [t for t in out.tracks if t.program == tr.program and t.is_drum == tr.is_drum]
+        if any(len(t.notes) for t in homes):  # an empty track of the prompt (a placeholder) is no home
+            homes = [t for t in homes if len(t.notes)]
         if not homes:
             target = symusic.Track(instrument_name(tr.program, tr.is_drum), tr.program, tr.is_drum)
             out.tracks.append(target)

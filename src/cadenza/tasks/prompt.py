@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from cadenza.score.harmony import estimate_key
 from cadenza.score.keys import key_name
-from cadenza.score.meter import prompt_meter, with_meter
+from cadenza.score.meter import nearest_known, prompt_meter, with_meter
 
 
 @dataclass
@@ -86,6 +86,12 @@ def infer(model, tokenizer, score: symusic.Score, styles: list[str], *, key=None
     info = PromptInfo(tempo=tempo if tempo is not None else prompt_tempo(score))
     if meter is None:
         meter, info.note = prompt_meter(score)
+        known = getattr(tokenizer, "tsig_id", None)
+        if known is not None and tuple(meter) not in known and nearest_known(meter, known):
+            fit = nearest_known(meter, known)
+            info.note = (f"the prompt is in {meter[0]}/{meter[1]}, which this model does not know; continuing "
+                         f"in {fit[0]}/{fit[1]} (same beats; --meter to choose)")
+            meter = fit
         if info.note is not None:
             score = with_meter(score, meter)
     info.meter = tuple(meter)
