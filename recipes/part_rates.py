@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from cadenza.eval.parts import part_stats
+from cadenza.files import atomic_output
 from cadenza.tokenizers import tokenizer_from_config
 from cadenza.train.corpora import Source, as_trained, iter_pieces
 
@@ -62,12 +61,8 @@ def main() -> None:
     families = sorted({f for r in rates.values() for f in r})
     rates["*"] = {f: round(float(np.mean([r[f] for r in rates.values() if f in r])), 3) for f in families}
     cfg["part_rates"] = rates
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(cfg, f, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(json.dumps(cfg, indent=2))
 
 if __name__ == "__main__":
     main()
