@@ -130,16 +130,11 @@ def style_sources(model, data: str) -> dict[str, list[str]]:
     return out
 
 
-def as_trained(model, spec: str, pid: str, score):
-    """The piece as training shows it to the model (corpora.encode_variants, without tokenizing)."""
-    from cadenza.train.corpora import as_trained as view
-
-    return view(model.tokenizer, spec, pid, score)
-
-
 def real_rows(model, sources: list[str], style: str, n_real: int, n_bars: int) -> list[list[dict]]:
-    """Part rows of up to ``n_real`` validation pieces of a style, each over its first ``n_bars`` bars."""
+    """Part rows of up to ``n_real`` validation pieces of a style, each over its first ``n_bars`` bars
+    (presented as training presents them: ``corpora.as_trained``)."""
     from cadenza.eval.parts import part_stats
+    from cadenza.train.corpora import as_trained
 
     out = []
     for spec in sources:
@@ -148,7 +143,7 @@ def real_rows(model, sources: list[str], style: str, n_real: int, n_bars: int) -
                 return out
             if piece.note_num() == 0:
                 continue
-            out.append(part_stats(as_trained(model, spec, pid, piece), to_bar=n_bars))
+            out.append(part_stats(as_trained(model.tokenizer, spec, pid, piece), to_bar=n_bars))
     return out
 
 

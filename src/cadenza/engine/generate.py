@@ -41,7 +41,6 @@ class StopConfig:
             return True
         return False
 
-
     def quarters_left(self, state, tokenizer, start_bars: int, start_seconds: float) -> float | None:
         """Quarter notes from the current position to the end of the piece asked for (the end of the bar
         in which it ends, the meter and tempo staying as they are); None with no length asked for."""
@@ -117,9 +116,12 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     gen = torch.Generator().manual_seed(sampling.seed if sampling.seed is not None else
                                         int(torch.randint(0, 2**31 - 1, (1,))))
     states = [tokenizer.start_state(**(constraints or {})) for _ in range(n)]
-    for st in states:
+    parts = _part_control(tokenizer, n, sampling)
+    for b, st in enumerate(states):
         for t in prompt:
             st.advance(int(t))
+            if parts is not None:  # the prompt's notes count toward the window: its last bars set the pace
+                parts.advance(b, int(t), st)
     start_bars, start_secs = max(states[0].bars, 1), states[0].seconds  # a header-only prompt: bar 1 is new
     # A continuation's current bar is the prompt's (old); from nothing, the prompt has opened bar 1
     # and its content is new. Count so that `bars` new bars follow the prompt's last bar either way.
@@ -145,7 +147,6 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                if (sampling.key is not None and sampling.key_bias) or (sampling.follow_chords and sampling.chord_bias)
                else None)
     header = prompt[: tokenizer.header_len(prompt)]  # BOS, style, key, instruments: always kept in view
-    parts = _part_control(tokenizer, states, sampling, prompt)
 
     def opening(seq) -> list[int]:
         """The piece's first bars after the header (its meter, tempo, and the prompt's opening
@@ -319,11 +320,8 @@ class _HarmonyBias:
         # in a key, a chord with a tone outside its scale is penalized like such a pitch: the chord a bar
         # is written over frees its tones from the key penalty, so an unpenalized chromatic chord let
         # continuations wander off their prompt's key (bench/continuation.py key_agreement)
-        self.chord_penalty = torch.zeros(tokenizer.vocab_size)
-        if self.key_bias:
-            for i, ch in self.chord_of.items():
-                if ch is not None and not chord_tones(ch) <= self.scale:
-                    self.chord_penalty[i] = -self.key_bias
+        self.chromatic_chords = [i for i, ch in self.chord_of.items()
+                                 if ch is not None and self.key_bias and not chord_tones(ch) <= self.scale]
         last = next((self.chord_of[int(t)] for t in reversed(prompt) if int(t) in self.chord_of), None)
         self.chord = [last] * n
         self.cache: dict = {}
@@ -337,33 +335,26 @@ class _HarmonyBias:
                 v[self.pitch_ids[torch.from_numpy(out)]] -= self.key_bias
             if self.chord_bias and tones:
                 v[self.pitch_ids[torch.from_numpy(np.isin(self.pcs, list(tones)))]] += self.chord_bias
+            v[self.chromatic_chords] -= self.key_bias
             self.cache[chord] = v
         return self.cache[chord]
 
     def biases(self) -> torch.Tensor:
-        return torch.stack([self._vector(c) for c in self.chord]) + self.chord_penalty
+        return torch.stack([self._vector(c) for c in self.chord])
 
     def advance(self, b: int, t: int) -> None:
         if t in self.chord_of:
             self.chord[b] = self.chord_of[t]
 
 
-def _part_control(tokenizer, states, sampling: SamplingConfig, prompt: list[int]):
-    """The part control for these rows (None when off or without instruments), having read the prompt."""
+def _part_control(tokenizer, n: int, sampling: SamplingConfig):
+    """The part control for ``n`` rows, or None when off or for a tokenizer without instruments."""
     from cadenza.engine.parts import PartControl
 
     if not sampling.pace or not sampling.pace_strength or not hasattr(tokenizer, "program_id"):
         return None
     rates = {tokenizer.program_id[p]: float(r) for p, r in sampling.pace.items() if p in tokenizer.program_id}
-    if not rates:
-        return None
-    pc = PartControl(tokenizer, rates, len(states), strength=sampling.pace_strength)
-    st = tokenizer.start_state(reading=True)
-    for t in prompt:  # the prompt's notes count toward the window: its last bars set the pace
-        st.advance(int(t))
-        for b in range(len(states)):
-            pc.advance(b, int(t), st)
-    return pc
+    return PartControl(tokenizer, rates, n, strength=sampling.pace_strength) if rates else None
 
 
 def _asked_instruments(tokenizer, states, stop: StopConfig, sampling) -> list[set | None]:

@@ -53,7 +53,6 @@ class NoteDecoder:
         self.program, self.drum = 0, False
         self.pitch = None
         self.velocity = 0
-        self._dur_cache: dict[int, float] = {}
 
     def seconds_at(self, beats: float) -> float:
         """Seconds at a time in quarter notes, under the tempo known so far (tempo changes that come
@@ -80,13 +79,7 @@ class NoteDecoder:
         return 1.0 / ppb if den <= 4 else 4.0 / den / ppb
 
     def _duration_quarters(self, token_id: int) -> float:
-        d = self._dur_cache.get(token_id)
-        if d is None:
-            # "Duration_B.P.R": B beats + P/R beat, a beat being the time signature's denominator
-            b, p, r = (int(x) for x in self.tok.id_to_token[token_id].split("_", 1)[1].split("."))
-            d = (b + p / r)
-            self._dur_cache[token_id] = d
-        return d * 4.0 / self.tsig[1]
+        return self.tok.duration_beats[token_id] * 4.0 / self.tsig[1]
 
     def feed(self, token_id: int) -> NoteEvent | None:
         kind = self.tok.type_of[token_id]

@@ -84,8 +84,9 @@ class PartControl:
                 continue
             ids, rates = act
             first = st.bars - self.window + 1
-            played = np.array([sum(n for k, n in self.counts[b].get(p, {}).items() if k >= first)
-                               for p in ids.tolist()], dtype=np.float64)
+            bars = range(max(first, 1), st.bars + 1)  # the window's bars only, not the whole piece's
+            played = np.array([sum(self.counts[b].get(p, {}).get(k, 0) for k in bars) for p in ids.tolist()],
+                              dtype=np.float64)
             bias = np.clip(self.strength * np.log((rates * elapsed + 1.0) / (played + 1.0)),
                            -self.max_penalty, self.max_bonus)
             here = {p for p, _ in st.pos_notes}

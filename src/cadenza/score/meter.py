@@ -125,9 +125,8 @@ def nearest_known(meter: tuple[int, int], known) -> tuple[int, int] | None:
     """A meter from ``known`` whose bars fit ``meter``'s: the same bar length in quarter notes (3/2 ->
     6/4), else one that divides it evenly (4/2 -> 4/4: two bars for each); None if none does."""
     quarters = meter[0] * 4 / meter[1]
-    for q in (quarters,):
-        if q == int(q) and (int(q), 4) in known:
-            return (int(q), 4)
+    if quarters == int(quarters) and (int(quarters), 4) in known:
+        return (int(quarters), 4)
     for cand in ((4, 4), (3, 4), (2, 4)):
         if cand in known and quarters / (cand[0]) == int(quarters / cand[0]):
             return cand

@@ -56,12 +56,11 @@ def nearest_style(model, tokenizer, score: symusic.Score, styles: list[str]) -> 
         return None
     if len(styles) == 1:
         return styles[0]
-    seqs = [tokenizer.encode(score, s) for s in styles]
-    h = tokenizer.header_len(seqs[0])
-    limit = model.cfg.max_seq_len - h
-    rows = [s[:h] + s[h:][-limit:] for s in seqs]
-    width = min(len(r) for r in rows)  # the style token never changes the body's length
-    x = torch.tensor([r[:width] for r in rows])
+    ids = tokenizer.encode(score, styles[0])  # encoded once; the rows differ only in the style token
+    h = tokenizer.header_len(ids)
+    row = ids[:h] + ids[h:][-(model.cfg.max_seq_len - h):]
+    x = torch.tensor([row] * len(styles))
+    x[:, row.index(tokenizer.style_ids[styles[0]])] = torch.tensor([tokenizer.style_ids[s] for s in styles])
     logits = model(x)[:, h - 1:-1].float()  # predicts the body
     nll = F.cross_entropy(logits.transpose(1, 2), x[:, h:], reduction="none").sum(1)
     return styles[int(np.argmin(nll.numpy()))]
@@ -87,8 +86,8 @@ def infer(model, tokenizer, score: symusic.Score, styles: list[str], *, key=None
     if meter is None:
         meter, info.note = prompt_meter(score)
         known = getattr(tokenizer, "tsig_id", None)
-        if known is not None and tuple(meter) not in known and nearest_known(meter, known):
-            fit = nearest_known(meter, known)
+        fit = nearest_known(meter, known) if known is not None and tuple(meter) not in known else None
+        if fit is not None:
             info.note = (f"the prompt is in {meter[0]}/{meter[1]}, which this model does not know; continuing "
                          f"in {fit[0]}/{fit[1]} (same beats; --meter to choose)")
             meter = fit

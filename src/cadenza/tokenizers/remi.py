@@ -95,6 +95,12 @@ _TYPE_OF = {
 }
 
 
+def _duration_beats(token: str) -> float:
+    """'Duration_1.4.8' -> 1.5: B beats + P/R beat, a beat being the meter's denominator."""
+    b, p, r = (int(x) for x in token.split("_", 1)[1].split("."))
+    return b + p / r
+
+
 class RemiState:
     """Grammar state of one sequence, plus the musical clock used for stopping."""
 
@@ -269,6 +275,11 @@ class RemiTokenizer:
         self.tsig_id = {v: k for k, v in self.tsig_of.items()}
         self.tempo_values = np.array([self.value_of[i] for i in self.ids_of_type[T_TEMPO]])
         self._masks: dict[tuple, np.ndarray] = {}
+        # Duration token id -> its length in beats of the meter's denominator ("Duration_B.P.R": B beats
+        # + P/R beat), for the streaming decoder and the end-of-piece duration mask
+        self._dur_ids = self.ids_of_type[T_DUR]
+        self._dur_beats = np.array([_duration_beats(self.id_to_token[i]) for i in self._dur_ids])
+        self.duration_beats = dict(zip(map(int, self._dur_ids), self._dur_beats.tolist()))
         self._init_roles()
 
     def _init_roles(self) -> None:
@@ -701,14 +712,7 @@ class RemiTokenizer:
     def durations_within(self, state: RemiState, quarters: float) -> np.ndarray:
         """(V,) bool: the Duration tokens of notes at the current position that end within ``quarters``
         quarter notes (at least the shortest one): near the end asked for, nothing rings past it."""
-        if not hasattr(self, "_dur_beats"):
-            ids = self.ids_of_type[T_DUR]
-            vals = []
-            for i in ids:  # "Duration_B.P.R": B beats + P/R beat, a beat being the meter's denominator
-                b, p, r = (int(x) for x in self.id_to_token[i].split("_", 1)[1].split("."))
-                vals.append(b + p / r)
-            self._dur_beats = (ids, np.array(vals))
-        ids, beats = self._dur_beats
+        ids, beats = self._dur_ids, self._dur_beats
         ok = beats * 4.0 / state.tsig[1] <= quarters + 1e-9
         ok[np.argmin(beats)] = True
         m = np.zeros(self.vocab_size, dtype=bool)
