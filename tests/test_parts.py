@@ -18,7 +18,7 @@ from cadenza.score.meter import infer_meter, prompt_meter
 from cadenza.score.roles import family_of, max_at_once, range_of
 from cadenza.score.tracks import merge_new_notes
 from cadenza.tasks import load_model
-from cadenza.tokenizers.remi import T_BAR, T_DUR, T_POS, T_PROG, T_VEL
+from cadenza.tokenizers.remi import T_BAR, T_CHORD, T_DUR, T_POS, T_PROG, T_TEMPO, T_VEL
 
 from conftest import make_score
 
@@ -247,3 +247,96 @@ def test_an_empty_prompt_track_gets_no_new_notes():
     prompt.tracks.append(symusic.Track("placeholder", 0, False))
     out = merge_new_notes(prompt, make_score([(74, 4 + b, 1, 90) for b in range(4)]))
     assert len(out.tracks[0].notes) == 8 and len(out.tracks[1].notes) == 0
+
+
+def _specs(off_runs):
+    return {"share": 0.6, "on_rate": 1.0, "lead_in": [0, 3, 30], "on_runs": [2, 4, 8], "off_runs": off_runs}
+
+
+def test_a_plan_lets_parts_rest_in_stretches_but_keeps_every_instrument():
+    from cadenza.engine.parts import part_plan
+
+    specs = {10: _specs([1, 6, 40]), 11: _specs([2, 12]), 12: _specs([30])}
+    for bars, seed in ((40, 0), (40, 1), (16, 2), (100, 3)):
+        plan = part_plan(specs, bars, np.random.default_rng(seed))
+        again = part_plan(specs, bars, np.random.default_rng(seed))
+        assert all((plan[p] == again[p]).all() for p in specs)  # the seed decides it
+        flags = np.stack([plan[p] for p in specs])
+        assert flags.shape == (3, bars) and flags.any(axis=0).all()  # someone plays in every bar
+        for row in flags:
+            assert row[: bars // 6 + 1].any()  # enters within the first sixth
+            longest = max((len(r) for r in "".join("x" if f else "." for f in row).split("x")), default=0)
+            assert longest <= max(1, bars // 6)  # rests no longer than a sixth of the piece
+    steady = _specs([1]) | {"share": 0.9}  # plays the most: it fills any bar no one else plays
+    long = part_plan({11: steady, 12: _specs([30])}, 100, np.random.default_rng(0))[12]
+    assert (~long).sum() >= 20  # a real-length rest is kept where the piece is long enough
+
+
+def test_a_planned_rest_is_kept_and_a_busy_ensemble_waits_longer(tiny):
+    from cadenza.engine.parts import REST_PENALTY
+
+    _, tok = tiny
+    piano, bass = tok.program_id[0], tok.program_id[33]
+    pc = PartControl(tok, {piano: 1.0, bass: 1.0}, 1, plans={bass: _specs([1])}, bars=8)
+    st = tok.start_state(programs=[0, 33])
+    pc.active(0, st)
+    pc.plan[0][bass][:] = [True, False] * 4  # the bass rests in bar 2
+    pos = {tok.value_of[i]: int(i) for i in tok.ids_of_type[T_POS]}
+    ids = [tok.bos_id, int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[(4, 4)]]
+    for p in range(0, 32, 2):  # bar 1: both play 16 eighths, four times their pace
+        for prog in (piano, bass):
+            ids += [pos[p] if prog == piano else None, prog, tok.pitch_id[48 if prog == bass else 72],
+                    int(tok.ids_of_type[T_VEL][0]), int(tok.ids_of_type[T_DUR][0])]
+    ids = [t for t in ids if t is not None] + [int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[(4, 4)]]
+    for t in ids:
+        st.advance(t)
+        pc.advance(0, t, st)
+    if tok.chords_on:
+        st.advance(int(tok.ids_of_type[T_CHORD][0]))
+    bias = pc.biases([st], tok.vocab_size)[0]  # the start of bar 2: where does the next onset go?
+    later = [float(bias[pos[p]]) for p in (0, 8, 16)]
+    assert later[0] < later[1] < later[2] <= float(bias[tok.ids_of_type[T_BAR][0]])  # past pace: wait
+    st.advance(pos[0])
+    bias = pc.biases([st], tok.vocab_size)[0]
+    assert float(bias[bass]) == -REST_PENALTY and float(bias[piano]) < 0
+
+
+def test_a_piece_from_nothing_follows_its_plan_of_rests_and_entries(cm):
+    from cadenza.engine.parts import part_plan, style_plans
+    from cadenza.eval.metrics import bar_starts
+
+    progs, bars, seed = [0, 32, -1, 48], 24, 3
+    score = cm.generate(style="pop", instruments=["piano", "acoustic bass", "drums", "strings"], bars=bars, seed=seed)
+    tok = cm.tokenizer
+    specs = {tok.program_id[p]: s for p, s in style_plans(cm.config, "pop", progs).items()}
+    ids = sorted(tok.program_id[p] for p in progs)  # the engine draws in Program-token order
+    plan = part_plan({p: specs[p] for p in ids if p in specs}, bars, np.random.default_rng(seed + 2))
+    assert any(not f.all() for f in plan.values())  # some part rests somewhere
+    tick = score.to("tick")
+    starts = bar_starts(tick, int(tick.end()) + 1)
+    for t in tick.tracks:
+        flags = plan.get(tok.program_id[-1 if t.is_drum else t.program])
+        if flags is None or not len(t.notes):
+            continue
+        bar_of = np.searchsorted(starts, t.notes.numpy()["time"], side="right") - 1
+        assert all(flags[k] for k in bar_of if k < bars), f"{t.name} played in a planned rest"
+
+
+def test_the_clock_keeps_every_tempo_change_inside_a_bar(tiny):
+    """A bar whose tempo changes twice is timed segment by segment, as the MIDI file plays it (it was
+    timed at its last tempo: a 240 s piece with such bars came out at 243.6 s)."""
+    _, tok = tiny
+    tempo = {tok.value_of[i]: int(i) for i in tok.ids_of_type[T_TEMPO]}
+    slow, fast = min(tempo), max(tempo)
+    pos = {tok.value_of[i]: int(i) for i in tok.ids_of_type[T_POS]}
+    st = tok.start_state()
+    note = [tok.program_id[0], tok.pitch_id[60], int(tok.ids_of_type[T_VEL][0]), int(tok.ids_of_type[T_DUR][0])]
+    seq = [tok.bos_id, int(tok.ids_of_type[T_BAR][0]), tok.tsig_id[(4, 4)]]
+    seq += ([int(tok.ids_of_type[T_CHORD][0])] if tok.chords_on else [])
+    seq += [pos[0], tempo[slow], *note, pos[16], tempo[fast], *note]  # two beats slow, two fast
+    for t in seq:
+        st.advance(t)
+    expected = 2 * 60.0 / slow + 2 * 60.0 / fast
+    assert abs(st.bar_end_seconds() - expected) < 1e-9
+    st.advance(int(tok.ids_of_type[T_BAR][0]))
+    assert abs(st.seconds - expected) < 1e-9

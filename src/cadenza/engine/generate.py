@@ -19,6 +19,13 @@ from cadenza.engine.sampling import SamplingConfig, apply_repetition_penalty, sa
 from cadenza.tokenizers.remi import T_BAR, T_DRUM, T_PITCH, T_PROG, T_TEMPO, T_VEL
 
 
+def _bar_end(state) -> float:
+    """Seconds at the end of the state's current bar (with its tempo changes where the state keeps them)."""
+    if hasattr(state, "bar_end_seconds"):
+        return state.bar_end_seconds()
+    return state.seconds + state.bar_quarters() * 60 / state.qpm
+
+
 @dataclass
 class StopConfig:
     bars: int | None = None  # new bars after the prompt
@@ -37,7 +44,7 @@ class StopConfig:
         """True in the last bar asked for: where the model would start another bar, the piece ends."""
         if self.bars is not None and state.bars - start_bars + 1 >= self.bars:
             return True
-        if self.seconds is not None and state.seconds + state.bar_quarters() * 60 / state.qpm - start_seconds >= self.seconds:
+        if self.seconds is not None and _bar_end(state) - start_seconds >= self.seconds:
             return True
         return False
 
@@ -50,7 +57,7 @@ class StopConfig:
             return in_bar + max(0, start_bars + self.bars - 1 - state.bars) * bar_q
         if self.seconds is not None:
             bar_s = bar_q * 60 / state.qpm
-            more = max(0.0, self.seconds - (state.seconds + bar_s - start_seconds))
+            more = max(0.0, self.seconds - (_bar_end(state) - start_seconds))
             return in_bar + float(np.ceil(more / bar_s - 1e-9)) * bar_q
         return None
 
@@ -116,7 +123,7 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
     gen = torch.Generator().manual_seed(sampling.seed if sampling.seed is not None else
                                         int(torch.randint(0, 2**31 - 1, (1,))))
     states = [tokenizer.start_state(**(constraints or {})) for _ in range(n)]
-    parts = _part_control(tokenizer, n, sampling)
+    parts = _part_control(tokenizer, n, sampling, seed=gen.initial_seed() + 2)  # draws nothing from the sampler
     for b, st in enumerate(states):
         for t in prompt:
             st.advance(int(t))
@@ -347,14 +354,16 @@ class _HarmonyBias:
             self.chord[b] = self.chord_of[t]
 
 
-def _part_control(tokenizer, n: int, sampling: SamplingConfig):
+def _part_control(tokenizer, n: int, sampling: SamplingConfig, seed: int = 0):
     """The part control for ``n`` rows, or None when off or for a tokenizer without instruments."""
     from cadenza.engine.parts import PartControl
 
     if not sampling.pace or not sampling.pace_strength or not hasattr(tokenizer, "program_id"):
         return None
     rates = {tokenizer.program_id[p]: float(r) for p, r in sampling.pace.items() if p in tokenizer.program_id}
-    return PartControl(tokenizer, rates, n, strength=sampling.pace_strength) if rates else None
+    plans = {tokenizer.program_id[p]: spec for p, spec in (sampling.plans or {}).items() if p in tokenizer.program_id}
+    return (PartControl(tokenizer, rates, n, strength=sampling.pace_strength, plans=plans,
+                        bars=sampling.plan_bars, seed=seed) if rates else None)
 
 
 def _asked_instruments(tokenizer, states, stop: StopConfig, sampling) -> list[set | None]:

@@ -13,10 +13,21 @@ played (``a``) are compared with the notes its pace asks for (``e``), and its Pr
 
     strength * log((e + 1) / (a + 1)), clamped to [-max_penalty, max_bonus]
 
-wherever a note may start: a silent instrument is drawn in, a busy one is held back, one on pace is
-left to the model. An instrument that already has a note at the current position gets no bonus there
-(the bonus would only stack its chord). Rests and entries stay the model's: a window of several bars
-lets a part rest a bar or two and catch up after.
+wherever a note may start (in a piece from nothing, ``over_strength`` in place of ``strength`` once it
+is past its pace: the model left to itself runs parts 20-40% busier than real ones): a silent
+instrument is drawn in, a busy one is held back, one on pace is left to the model. An instrument that already has a note at the
+current position gets no bonus there (the bonus would only stack its chord).
+
+Rests and entries: real parts rest in long stretches (in POP909 as trained, a string part plays in
+two bars of three and its longest rest is about 13 bars; a lead sits out the interludes), which a
+pace alone never makes (it spreads the rests over single bars). A piece from nothing therefore gets
+a *plan*: per instrument, which bars it plays (``part_plan``), drawn as alternating runs of playing
+and resting bars whose lengths are sampled from the runs of that family's real parts in the style
+(``part_plans`` in the model's config.json, measured by ``recipes/part_rates.py``). In a planned
+rest the instrument's Program token gets ``-REST_PENALTY``; in its playing bars its pace is its
+family's notes per beat over the bars it plays, so that the whole piece comes out at the real rate, and
+one that has not played yet in a bar it should play in is drawn in more the later it gets in the bar
+(alone, the pace lets a part play a burst and sit out the next bar).
 """
 
 from __future__ import annotations
@@ -24,25 +35,48 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cadenza.tokenizers.remi import T_BAR, T_DRUM, T_DUR, T_PITCH, T_POS, T_TEMPO
+from cadenza.tokenizers.remi import T_BAR, T_CHORD, T_DRUM, T_DUR, T_FREE, T_PITCH, T_POS, T_TEMPO, T_TSIG
 
 PROMPT_BARS = 8
+REST_PENALTY = 30.0  # a planned rest: (finite: a state whose only choices are these stays samplable)
+BAR_ENTRY = 6.0  # a planned bar's instrument that has not played in it: up to this bonus by the bar's end
+TILT, MAX_TILT, MAX_GAP = 3.0, 1.5, 2.0  # the ensemble's pull on the time to the next onset (see _time_bias)
+_PROGRAM_NEXT = (T_POS, T_TEMPO, T_DUR)  # a Program token may come next
+_TIME_NEXT = (T_DUR, T_TEMPO, T_TSIG, T_CHORD, T_FREE)  # a later Position or a Bar may come next
+_CHOOSING = _PROGRAM_NEXT + _TIME_NEXT
 
 
 class PartControl:
     """Per row: each instrument's notes per bar, and the bias that brings it to its pace."""
 
     def __init__(self, tokenizer, rates: dict[int, float], n: int, window: int = 4, strength: float = 3.0,
-                 max_bonus: float = 6.0, max_penalty: float = 4.0):
-        """``rates``: {Program token id: notes per quarter-note beat}; a row's instruments are those the
-        grammar allows it (asked for), else those its header lists (the model's choice)."""
+                 max_bonus: float = 6.0, max_penalty: float = 6.0, over_strength: float | None = None,
+                 plans: dict[int, dict] | None = None, bars: int = 0, seed: int = 0):
+        """``rates``: {Program token id: notes per quarter-note beat (in the bars it plays)}; a row's
+        instruments are those the grammar allows it (asked for), else those its header lists (the
+        model's choice). ``plans``: {Program token id: plan statistics (``style_plans``)}: once a row's
+        instruments are known, each with statistics gets a plan of ``bars`` bars (``part_plan``, drawn
+        with ``seed``); bars past it, and instruments without one, play."""
         self.tok = tokenizer
         self.rates = rates
         self.window, self.strength = window, strength
+        # leaning against the model's own pace: from nothing (a plan) it runs parts 20-40% busier than
+        # real ones (bench/parts.py), so a part past its pace is held back harder than a late one is
+        # drawn in, and a band past its pace waits longer; after a prompt it keeps the prompt's pace by
+        # itself (bench/continuation.py density_ratio 0.97) and leaning made it 0.90
+        lean = bars > 0
+        self.over_strength = (4.0 if lean else 1.0) * strength if over_strength is None else over_strength
+        self.tilt = TILT if lean else 0.0
         self.max_bonus, self.max_penalty = max_bonus, max_penalty
+        self.plans, self.bars = plans or {}, bars
+        self.rng = np.random.default_rng(seed)
+        self.plan: list[dict[int, np.ndarray]] = [{} for _ in range(n)]  # row -> Program id -> bar flags
         self.counts: list[dict[int, dict[int, int]]] = [{} for _ in range(n)]  # row -> prog -> bar -> notes
         self.bar_beats: list[dict[int, float]] = [{} for _ in range(n)]  # row -> bar -> quarter notes
         self._active: list[tuple[torch.Tensor, np.ndarray] | None] = [None] * n
+        pos_ids = list(tokenizer.ids_of_type[T_POS])
+        self._pos_vals = np.array([tokenizer.value_of[i] for i in pos_ids], dtype=np.float64)
+        self._time_ids = torch.as_tensor(pos_ids + [int(tokenizer.ids_of_type[T_BAR][0])], dtype=torch.long)
 
     def active(self, b: int, state) -> tuple[torch.Tensor, np.ndarray] | None:
         """(Program token ids, their paces) of the row's instruments, once known."""
@@ -52,6 +86,8 @@ class PartControl:
             if ids:
                 self._active[b] = (torch.as_tensor(ids, dtype=torch.long),
                                    np.array([self.rates[p] for p in ids], dtype=np.float64))
+                if self.bars > 0:
+                    self.plan[b] = part_plan({p: self.plans[p] for p in ids if p in self.plans}, self.bars, self.rng)
         return self._active[b]
 
     def advance(self, b: int, t: int, state) -> None:
@@ -63,39 +99,88 @@ class PartControl:
             bars = self.counts[b].setdefault(state.cur_prog, {})
             bars[state.bars] = bars.get(state.bars, 0) + 1
 
-    def _elapsed(self, b: int, state) -> float:
-        """Quarter notes of the window so far: the full bars before the current one, and the current
-        bar up to its current position."""
-        beats = sum(self.bar_beats[b].get(k, state.bar_quarters())
-                    for k in range(max(1, state.bars - self.window + 1), state.bars))
+    def plays(self, b: int, prog: int, bar: int) -> bool:
+        """Does row ``b``'s plan have instrument ``prog`` (Program token id) play in ``bar`` (from 1)?"""
+        flags = self.plan[b].get(prog)
+        return flags is None or not 1 <= bar <= len(flags) or bool(flags[bar - 1])
+
+    def _window(self, b: int, state) -> list[tuple[int, float]]:
+        """(bar, quarter notes so far) for the window: the full bars before the current one, and the
+        current bar up to its current position."""
+        out = [(k, self.bar_beats[b].get(k, state.bar_quarters()))
+               for k in range(max(1, state.bars - self.window + 1), state.bars)]
         if state.pos >= 0:
-            beats += state.pos / self.tok.positions_in_bar(state.tsig) * state.bar_quarters()
-        return beats
+            out.append((state.bars, state.pos / self.tok.positions_in_bar(state.tsig) * state.bar_quarters()))
+        return out
+
+    def _paces(self, b: int, ids: list[int], rates: np.ndarray, window) -> tuple[np.ndarray, np.ndarray]:
+        """(notes each instrument's pace asks for over the window's bars its plan has it play, notes it
+        played there)."""
+        bars = [k for k, _ in window]
+        on = np.array([[self.plays(b, p, k) for k in bars] for p in ids], dtype=np.float64)
+        expected = rates * (on @ np.array([w for _, w in window], dtype=np.float64))
+        played = np.array([sum(self.counts[b].get(p, {}).get(k, 0) for k in bars) for p in ids], dtype=np.float64)
+        return expected, played
+
+    def _program_bias(self, b: int, state, ids: list[int], expected, played) -> np.ndarray:
+        """Each instrument's bias: toward its pace; a planned rest in the current bar is a rest."""
+        ratio = np.log((expected + 1.0) / (played + 1.0))
+        bias = np.where(ratio > 0, self.strength * ratio, self.over_strength * ratio)
+        bias = np.clip(bias, -self.max_penalty, self.max_bonus)
+        here = {p for p, _ in state.pos_notes}
+        into = max(state.pos, 0) / self.tok.positions_in_bar(state.tsig)  # how far into the bar
+        for j, p in enumerate(ids):
+            if p in self.plan[b] and not self.counts[b].get(p, {}).get(state.bars):  # a planned bar it has
+                bias[j] = max(bias[j], BAR_ENTRY * into)  # not played yet: it comes in before the bar ends
+            if p in here:
+                bias[j] = min(bias[j], 0.0)
+            if not self.plays(b, p, state.bars):
+                bias[j] = -REST_PENALTY
+        return bias
+
+    def _time_bias(self, state, expected, played) -> np.ndarray | None:
+        """Biases on the Position tokens after the current one and on Bar: when the ensemble is past its
+        pace the next onset leans later, when behind, sooner: ``tilt`` x log(pace / played) per beat
+        of the gap, up to ``MAX_GAP`` beats (a bias on instruments alone cannot thin the music: where a
+        note must start, one of them plays it)."""
+        ratio = float(np.log((expected.sum() + 1.0) / (played.sum() + 1.0)))
+        slope = float(np.clip(-self.tilt * ratio, -MAX_TILT, MAX_TILT))  # per beat of gap
+        if abs(slope) < 1e-3:
+            return None
+        n = self.tok.positions_in_bar(state.tsig)
+        beat = n / state.bar_quarters()  # positions per quarter note
+        gap = np.minimum(np.maximum(self._pos_vals - max(state.pos, 0), 0) / beat, MAX_GAP)
+        gap_bar = min((n - max(state.pos, 0)) / beat, MAX_GAP)
+        return np.append(slope * gap, slope * gap_bar)
 
     def biases(self, states, vocab: int) -> torch.Tensor | None:
-        """(B, V) logit biases for this step, or None where no row has a Program token to choose."""
+        """(B, V) logit biases for this step, or None where no row has a Program, Position or Bar to
+        choose."""
         out = None
         for b, st in enumerate(states):
-            if st.last not in (T_POS, T_TEMPO, T_DUR) or st.forced or st.given or st.future:
+            if st.last not in _CHOOSING or st.forced or st.given or st.future:
                 continue
             act = self.active(b, st)
-            elapsed = self._elapsed(b, st) if act is not None else 0.0
-            if elapsed <= 0:
+            if act is None:
                 continue
             ids, rates = act
-            first = st.bars - self.window + 1
-            bars = range(max(first, 1), st.bars + 1)  # the window's bars only, not the whole piece's
-            played = np.array([sum(self.counts[b].get(p, {}).get(k, 0) for k in bars) for p in ids.tolist()],
-                              dtype=np.float64)
-            bias = np.clip(self.strength * np.log((rates * elapsed + 1.0) / (played + 1.0)),
-                           -self.max_penalty, self.max_bonus)
-            here = {p for p, _ in st.pos_notes}
-            for j, p in enumerate(ids.tolist()):
-                if p in here:
-                    bias[j] = min(bias[j], 0.0)
+            window = self._window(b, st)
+            if sum(w for _, w in window) <= 0:  # the piece's first onset: no pace yet, but the plan holds
+                rests = [p for p in ids.tolist() if not self.plays(b, p, st.bars)]
+                if rests and st.last in _PROGRAM_NEXT:
+                    out = torch.zeros(len(states), vocab) if out is None else out
+                    out[b, rests] = -REST_PENALTY
+                continue
+            expected, played = self._paces(b, ids.tolist(), rates, window)
             if out is None:
                 out = torch.zeros(len(states), vocab)
-            out[b, ids] = torch.as_tensor(bias, dtype=torch.float32)
+            if st.last in _PROGRAM_NEXT:
+                out[b, ids] = torch.as_tensor(self._program_bias(b, st, ids.tolist(), expected, played),
+                                              dtype=torch.float32)
+            if st.last in _TIME_NEXT:
+                tilt = self._time_bias(st, expected, played)
+                if tilt is not None:
+                    out[b, self._time_ids] = torch.as_tensor(tilt, dtype=torch.float32)
         return out
 
 
@@ -135,3 +220,41 @@ def style_pace(config: dict, style: str | None, programs: list[int]) -> dict[int
         out[p] = float(mine.get(fam, every.get(fam, default.get(fam, 1.0))))
     return out
 
+
+
+def style_plans(config: dict, style: str | None, programs: list[int]) -> dict[int, dict]:
+    """{GM program: its family's plan statistics in the style} (``part_plans`` in the model's config,
+    else over all styles; none for a family the model has no statistics of)."""
+    from cadenza.score.roles import family_of
+
+    plans = config.get("part_plans") or {}
+    mine, every = plans.get(style or "", {}), plans.get("*", {})
+    out = {}
+    for p in programs:
+        fam = family_of(p, p == -1)
+        spec = mine.get(fam) or every.get(fam)
+        if spec and spec.get("on_runs"):
+            out[p] = spec
+    return out
+
+
+def part_plan(specs: dict[int, dict], bars: int, rng: np.random.Generator) -> dict[int, np.ndarray]:
+    """{key: playing or not, per bar from bar 1} for ``bars`` bars, one per plan statistics of ``specs``
+    (``style_plans``): alternating runs of playing and resting bars whose lengths are drawn from the
+    family's real runs (one that lasted to its piece's end lasts to this one's). Every instrument enters
+    within the first sixth of the piece and rests no longer than a sixth of it at a stretch (a short
+    piece keeps all its instruments), and in every bar one plays (the one whose family plays the most
+    bars)."""
+    cap = max(1, bars // 6)
+    out: dict[int, np.ndarray] = {}
+    for p, spec in specs.items():
+        flags: list[bool] = [False] * min(int(rng.choice(spec.get("lead_in") or [0])), cap)
+        while len(flags) < bars:
+            run = int(rng.choice(spec["on_runs"]))  # negative: a real part that played to its piece's end
+            flags += [True] * (bars - len(flags) if run < 0 else max(1, run))
+            flags += [False] * min(int(rng.choice(spec.get("off_runs") or [0])), cap)
+        out[p] = np.array(flags[:bars], dtype=bool)
+    if out:
+        anchor = max(out, key=lambda p: specs[p].get("share", 1.0))
+        out[anchor] |= ~np.any(np.stack(list(out.values())), axis=0)
+    return out

@@ -36,6 +36,11 @@ class SamplingConfig:
     # off (then ``reentry_bars`` nudges back an instrument silent for long)
     pace: dict[int, float] | None = None
     pace_strength: float = 3.0
+    # and rests and enters as real parts do: {GM program: its family's plan statistics} (engine/parts.py
+    # style_plans; ``pace`` is then its pace in the bars it plays) and the piece's length in bars; each
+    # instrument with statistics gets a plan of playing and resting bars, drawn per row. None/0 = no plan
+    plans: dict[int, dict] | None = None
+    plan_bars: int = 0
     key: tuple[int, str] | None = None
     key_bias: float = 1.5
     # following chords given (follow_chords: the caller gave a chord per bar): a logit bonus for the

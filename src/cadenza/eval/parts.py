@@ -36,6 +36,20 @@ def _longest_run(flags: np.ndarray) -> int:
     return best
 
 
+def runs(flags: np.ndarray) -> tuple[list[int], list[int]]:
+    """(lengths of the runs of True, lengths of the runs of False), in order, of a 1-D bool array."""
+    on: list[int] = []
+    off: list[int] = []
+    k = 0
+    while k < len(flags):
+        j = k
+        while j < len(flags) and flags[j] == flags[k]:
+            j += 1
+        (on if flags[k] else off).append(j - k)
+        k = j
+    return on, off
+
+
 def track_stats(track: symusic.Track, starts: np.ndarray, beats: float) -> dict:
     """The measures of one track, given the piece's bar starts (ticks; the last entry is the end) and
     its length in quarter notes."""
@@ -46,7 +60,8 @@ def track_stats(track: symusic.Track, starts: np.ndarray, beats: float) -> dict:
     if n == 0:
         n_bars = len(starts) - 1
         return out | {"notes_per_onset": float("nan"), "pitch_in_range": float("nan"), "notes_per_beat": 0.0,
-                      "bars_playing_share": 0.0, "longest_silence_bars": n_bars, "duplicates": 0}
+                      "bars_playing_share": 0.0, "longest_silence_bars": n_bars, "duplicates": 0,
+                      "playing": np.zeros(n_bars, bool)}
     lo, hi = range_of(int(track.program), bool(track.is_drum))
     onsets = np.unique(a["time"])
     pairs = np.unique(np.stack([a["time"], a["pitch"]]), axis=1).shape[1]
@@ -64,6 +79,7 @@ def track_stats(track: symusic.Track, starts: np.ndarray, beats: float) -> dict:
         "bars_playing_share": float(playing.mean()) if n_bars else 0.0,
         "longest_silence_bars": _longest_run(~playing),
         "duplicates": int(n - pairs),
+        "playing": playing,  # per bar: does a note of the track sound in it
     }
 
 

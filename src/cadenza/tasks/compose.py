@@ -7,6 +7,7 @@ programs and which meter are allowed, so only the requested instruments sound.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -230,11 +231,13 @@ class CadenzaModel:
             repeat = None
         elif not isinstance(repeat, (int, float)) or not 0 <= repeat <= 1:
             raise CadenzaError(f"repeat must be auto, off or a rate between 0 and 1 (got {repeat})")
+        pace, plans, plan_bars = self._parts(prompt if continuing else None, style, programs, bars, seconds,
+                                             fixed or 120.0, meter)
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
                                   repetition_penalty=repetition_penalty, seed=seed,
                                   repeat_rate=None if repeat is None else float(repeat), key=key_t,
-                                  follow_chords=chords is not None,
-                                  pace=self._pace(prompt if continuing else None, style, programs)).validate()
+                                  follow_chords=chords is not None, pace=pace, plans=plans,
+                                  plan_bars=plan_bars).validate()
         chord_track = None
         if chords is not None and _chord_program(programs) is not None:  # also heard: block chords, own track
             chord_track = (list(chords), constraints["chords"] and min(constraints["chords"]), meter,
@@ -242,16 +245,24 @@ class CadenzaModel:
         return dict(prompt=prompt, full_ids=full_ids, ids=ids, sampling=sampling, tempo=tempo, chord_track=chord_track,
                     stop=StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens), constraints=constraints)
 
-    def _pace(self, prompt, style, programs) -> dict[int, float]:
-        """{GM program: notes per beat} for the part control: the prompt's own pace for its instruments
-        that play in its last bars, the style's for the others (all programs when the model picks)."""
-        from cadenza.engine.parts import prompt_pace, style_pace
+    def _parts(self, prompt, style, programs, bars, seconds, qpm, meter) -> tuple[dict, dict, int]:
+        """The part control's settings (engine/parts.py): ({GM program: notes per beat}, {GM program: plan
+        statistics}, the piece's bars). A continuation keeps its prompt's pace for the instruments that
+        play in its last bars and gets no plan; a piece from nothing plans each instrument's rests and
+        entries from its family's runs in the style, and paces it at its family's rate while it plays."""
+        from cadenza.engine.parts import prompt_pace, style_pace, style_plans
 
         every = programs if programs is not None else list(range(-1, 128))
         pace = style_pace(self.config, style, every)
         if prompt is not None:
             pace.update(prompt_pace(prompt, every))
-        return pace
+            return pace, {}, 0
+        if bars is None and seconds is not None:  # the tempo is the piece's when fixed, else about 120
+            bars = math.ceil(seconds * qpm / 60.0 / (meter[0] * 4.0 / meter[1]))
+        plans = style_plans(self.config, style, every) if bars else {}
+        for p, spec in plans.items():
+            pace[p] = float(spec.get("on_rate", pace[p]))
+        return pace, plans, int(bars or 0)
 
     def generate(self, prompt: symusic.Score | str | os.PathLike | None = None, *, bars: int | None = None,
                  seconds: float | None = None, max_tokens: int | None = None, style: str | None = None,

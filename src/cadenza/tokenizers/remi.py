@@ -106,7 +106,7 @@ class RemiState:
 
     __slots__ = ("tok", "last", "pos", "drum", "tsig", "bars", "beats", "seconds", "qpm", "notes",
                  "programs", "time_sigs", "insts", "last_inst", "plan", "forced", "pending", "given", "future",
-                 "reading", "pos_notes", "cur_prog", "fixed_tempo")
+                 "reading", "pos_notes", "cur_prog", "fixed_tempo", "bar_secs", "tempo_q")
 
     def __init__(self, tok: "RemiTokenizer", programs: frozenset[int] | None, time_sigs: frozenset[int] | None,
                  plan: dict[int, list[int]] | None = None):
@@ -118,6 +118,9 @@ class RemiState:
         self.bars = 0  # Bar tokens seen
         self.beats = 0.0  # quarter notes elapsed at the start of the current bar
         self.seconds = 0.0  # seconds elapsed at the start of the current bar
+        # the current bar's tempo changes: seconds up to its last Tempo, at quarter note ``tempo_q`` of it
+        # (a bar whose tempo changes went on the clock at its last tempo: 240 s asked gave 243.6)
+        self.bar_secs, self.tempo_q = 0.0, 0.0
         self.qpm = tok.default_qpm  # what the decoder uses until a Tempo token
         self.notes = 0
         self.programs = programs  # allowed Program token ids, None = any
@@ -151,6 +154,10 @@ class RemiState:
     def bar_quarters(self) -> float:
         num, den = self.tsig
         return num * 4.0 / den
+
+    def bar_end_seconds(self) -> float:
+        """Seconds from the start at the end of the current bar, its tempo staying as it is now."""
+        return self.seconds + self.bar_secs + (self.bar_quarters() - self.tempo_q) * 60.0 / self.qpm
 
     def mask_key(self) -> tuple:
         if self.forced:
@@ -191,9 +198,9 @@ class RemiState:
             self.forced = self.forced[1:]
         if kind == T_BAR:
             if self.bars > 0 and not self.future:  # close the previous bar on the clock
-                q = self.bar_quarters()
-                self.beats += q
-                self.seconds += q * 60.0 / self.qpm
+                self.beats += self.bar_quarters()
+                self.seconds = self.bar_end_seconds()
+                self.bar_secs, self.tempo_q = 0.0, 0.0
             if not self.future:  # the bars after a gap are context: the clock is the piece's own
                 self.bars += 1
             self.pos = -1
@@ -220,6 +227,9 @@ class RemiState:
             self.pos = tok.value_of[token_id]
             self.pos_notes = ()
         elif kind == T_TEMPO and not self.future:
+            at = max(self.pos, 0) / tok.positions_in_bar(self.tsig) * self.bar_quarters()
+            self.bar_secs += (at - self.tempo_q) * 60.0 / self.qpm
+            self.tempo_q = at
             self.qpm = self.fixed_tempo or float(tok.value_of[token_id])
         elif kind == T_PROG:
             self.drum = tok.value_of[token_id] == -1
