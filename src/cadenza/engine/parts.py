@@ -242,10 +242,10 @@ def part_plan(specs: dict[int, dict], bars: int, rng: np.random.Generator) -> di
     """{key: playing or not, per bar from bar 1} for ``bars`` bars, one per plan statistics of ``specs``
     (``style_plans``): alternating runs of playing and resting bars whose lengths are drawn from the
     family's real runs (one that lasted to its piece's end lasts to this one's). Every instrument enters
-    within the first sixth of the piece and rests no longer than a sixth of it at a stretch (a short
+    within the first eighth of the piece and rests no longer than an eighth of it at a stretch (a short
     piece keeps all its instruments), and in every bar one plays (the one whose family plays the most
     bars)."""
-    cap = max(1, bars // 6)
+    cap = max(1, bars // 8)
     out: dict[int, np.ndarray] = {}
     for p, spec in specs.items():
         flags: list[bool] = [False] * min(int(rng.choice(spec.get("lead_in") or [0])), cap)
