@@ -245,7 +245,7 @@ def part_plan(specs: dict[int, dict], bars: int, rng: np.random.Generator) -> di
     within the first eighth of the piece and rests no longer than an eighth of it at a stretch (a short
     piece keeps all its instruments), and in every bar one plays (the one whose family plays the most
     bars)."""
-    cap = max(1, bars // 8)
+    cap = bars // 8  # (a piece under 8 bars: no rests planned)
     out: dict[int, np.ndarray] = {}
     for p, spec in specs.items():
         flags: list[bool] = [False] * min(int(rng.choice(spec.get("lead_in") or [0])), cap)
