@@ -105,8 +105,10 @@ def main() -> None:
     cfg["part_plans"] = plans
     with atomic_output(path) as tmp:
         # lists of numbers on one line each (indent=2 gives every run length a line of its own)
-        text = re.sub(r"\[[\d\s.,-]*\]", lambda m: re.sub(r"\s+", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]"),
-                      json.dumps(cfg, indent=2))
+        def one_line(m):
+            return re.sub(r"\s+", " ", m.group(0)).replace("[ ", "[").replace(" ]", "]")
+
+        text = re.sub(r"\[[\d\s.,-]*\]", one_line, json.dumps(cfg, indent=2))
         Path(tmp).write_text(text)
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ played (``a``) are compared with the notes its pace asks for (``e``), and its Pr
 
 wherever a note may start (in a piece from nothing, ``over_strength`` in place of ``strength`` once it
 is past its pace: the model left to itself runs parts 20-40% busier than real ones): a silent
-instrument is drawn in, a busy one is held back, one on pace is left to the model. An instrument that already has a note at the
-current position gets no bonus there (the bonus would only stack its chord).
+instrument is drawn in, a busy one is held back, one on pace is left to the model. An instrument that
+already has a note at the current position gets no bonus there (the bonus would only stack its chord).
 
 Rests and entries: real parts rest in long stretches (in POP909 as trained, a string part plays in
 two bars of three and its longest rest is about 13 bars; a lead sits out the interludes), which a
@@ -39,7 +39,7 @@ from cadenza.tokenizers.remi import T_BAR, T_CHORD, T_DRUM, T_DUR, T_FREE, T_PIT
 
 PROMPT_BARS = 8
 REST_PENALTY = 30.0  # a planned rest: (finite: a state whose only choices are these stays samplable)
-BAR_ENTRY = 6.0  # a planned bar's instrument that has not played in it: up to this bonus by the bar's end
+BAR_ENTRY = 6.0  # a planned bar's part that has not played in it: a quarter of this at its start, all by its end
 TILT, MAX_TILT, MAX_GAP = 3.0, 1.5, 2.0  # the ensemble's pull on the time to the next onset (see _time_bias)
 _PROGRAM_NEXT = (T_POS, T_TEMPO, T_DUR)  # a Program token may come next
 _TIME_NEXT = (T_DUR, T_TEMPO, T_TSIG, T_CHORD, T_FREE)  # a later Position or a Bar may come next
@@ -131,18 +131,19 @@ class PartControl:
         into = max(state.pos, 0) / self.tok.positions_in_bar(state.tsig)  # how far into the bar
         for j, p in enumerate(ids):
             if p in self.plan[b] and not self.counts[b].get(p, {}).get(state.bars):  # a planned bar it has
-                bias[j] = max(bias[j], BAR_ENTRY * into)  # not played yet: it comes in before the bar ends
+                bias[j] = max(bias[j], BAR_ENTRY * (0.25 + 0.75 * into))  # not played yet: it comes in
             if p in here:
                 bias[j] = min(bias[j], 0.0)
             if not self.plays(b, p, state.bars):
                 bias[j] = -REST_PENALTY
         return bias
 
-    def _time_bias(self, state, expected, played) -> np.ndarray | None:
+    def _time_bias(self, b: int, state, ids: list[int], expected, played) -> np.ndarray | None:
         """Biases on the Position tokens after the current one and on Bar: when the ensemble is past its
         pace the next onset leans later, when behind, sooner: ``tilt`` x log(pace / played) per beat
         of the gap, up to ``MAX_GAP`` beats (a bias on instruments alone cannot thin the music: where a
-        note must start, one of them plays it)."""
+        note must start, one of them plays it). While a part the plan has play in this bar has not
+        played in it yet, the bar is not cut short (the lean toward Bar skipped its entries)."""
         ratio = float(np.log((expected.sum() + 1.0) / (played.sum() + 1.0)))
         slope = float(np.clip(-self.tilt * ratio, -MAX_TILT, MAX_TILT))  # per beat of gap
         if abs(slope) < 1e-3:
@@ -151,7 +152,9 @@ class PartControl:
         beat = n / state.bar_quarters()  # positions per quarter note
         gap = np.minimum(np.maximum(self._pos_vals - max(state.pos, 0), 0) / beat, MAX_GAP)
         gap_bar = min((n - max(state.pos, 0)) / beat, MAX_GAP)
-        return np.append(slope * gap, slope * gap_bar)
+        waiting = any(p in self.plan[b] and self.plays(b, p, state.bars)
+                      and not self.counts[b].get(p, {}).get(state.bars) for p in ids)
+        return np.append(slope * gap, min(slope * gap_bar, 0.0) if waiting else slope * gap_bar)
 
     def biases(self, states, vocab: int) -> torch.Tensor | None:
         """(B, V) logit biases for this step, or None where no row has a Program, Position or Bar to
@@ -178,7 +181,7 @@ class PartControl:
                 out[b, ids] = torch.as_tensor(self._program_bias(b, st, ids.tolist(), expected, played),
                                               dtype=torch.float32)
             if st.last in _TIME_NEXT:
-                tilt = self._time_bias(st, expected, played)
+                tilt = self._time_bias(b, st, ids.tolist(), expected, played)
                 if tilt is not None:
                     out[b, self._time_ids] = torch.as_tensor(tilt, dtype=torch.float32)
         return out
