@@ -106,6 +106,13 @@ def bench_chords(cm, a) -> None:
                                  time_signature=(4, 4) if style == "pop" else None, variations=a.chord_variations)
             ratios = []
             for score in (scores if isinstance(scores, list) else [scores]):
+                # the model's notes only: the "Chords" track plays the given chords back as block chords
+                # (every note a chord tone), which made the figure 0.95 against the real songs' 0.77
+                score = score.copy()
+                keep = [t for t in score.tracks if t.name != "Chords"]
+                score.tracks.clear()
+                for t in keep:
+                    score.tracks.append(t)
                 g_head, g_starts = _first_bars(score, 8)
                 if g_head is None:
                     g_head, g_starts = score, starts
