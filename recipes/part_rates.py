@@ -31,6 +31,7 @@ from cadenza.train.corpora import Source, as_trained, iter_pieces
 
 
 QUANTILES = 32  # run lengths are kept as this many quantiles: the distribution, in a few numbers
+PATTERN_BARS = 160  # a real part's pattern of playing bars is kept over its piece's first bars (4 minutes)
 
 
 def _quantiles(values: list[int]) -> list[int]:
@@ -40,12 +41,28 @@ def _quantiles(values: list[int]) -> list[int]:
     return [int(q) for q in np.quantile(values, (np.arange(QUANTILES) + 0.5) / QUANTILES, method="inverted_cdf")]
 
 
+def pattern(playing: np.ndarray) -> list[int]:
+    """A part's bars as run lengths over its piece's first ``PATTERN_BARS`` bars: resting (0 where it
+    plays from bar 1), playing, resting, ..."""
+    flags = np.asarray(playing[:PATTERN_BARS], dtype=bool)
+    out = [0] if len(flags) and flags[0] else []
+    k = 0
+    while k < len(flags):
+        j = k
+        while j < len(flags) and flags[j] == flags[k]:
+            j += 1
+        out.append(j - k)
+        k = j
+    return out
+
+
 def style_rates(tokenizer, sources: list[str], style: str, pieces: int) -> tuple[dict[str, float], dict[str, dict]]:
     """({family: mean notes per beat of that family's parts}, {family: its plan statistics}) over the
     first ``pieces`` pieces of a style. A plan's statistics: ``share`` (bars playing), ``on_rate``
     (notes per beat over the bars it plays), ``lead_in`` (bars before it enters), ``on_runs`` and
     ``off_runs`` (lengths of its runs of playing and resting bars after that), as quantiles; a run of
-    playing that lasts to the piece's end is negative (it says "to the end", not how long)."""
+    playing that lasts to the piece's end is negative (it says "to the end", not how long); ``patterns``:
+    each real part's own runs (``pattern``), which a plan replays whole."""
     from cadenza.eval.parts import runs
 
     by_family: dict[str, dict[str, list]] = {}
@@ -59,10 +76,11 @@ def style_rates(tokenizer, sources: list[str], style: str, pieces: int) -> tuple
                 if not s["notes"]:
                     continue
                 f = by_family.setdefault(s["family"], {k: [] for k in ("rate", "share", "on_rate", "lead_in",
-                                                                         "on_runs", "off_runs")})
+                                                                         "on_runs", "off_runs", "patterns")})
                 f["rate"].append(float(s["notes_per_beat"]))
                 f["share"].append(float(s["bars_playing_share"]))
                 f["on_rate"].append(float(s["notes_per_beat"]) / max(float(s["bars_playing_share"]), 1e-9))
+                f["patterns"].append(pattern(s["playing"]))
                 on, off = runs(s["playing"])
                 if s["playing"][-1]:  # it plays to the end: that run's length is the piece's, not the part's
                     on[-1] = -on[-1]
@@ -77,7 +95,7 @@ def style_rates(tokenizer, sources: list[str], style: str, pieces: int) -> tuple
                                                f"of bars" for f, v in sorted(by_family.items())), file=sys.stderr)
     rates = {f: round(float(np.mean(v["rate"])), 3) for f, v in by_family.items()}
     plans = {f: {"share": round(float(np.mean(v["share"])), 3), "on_rate": round(float(np.mean(v["on_rate"])), 3),
-                 **{k: _quantiles(v[k]) for k in ("lead_in", "on_runs", "off_runs")}}
+                 **{k: _quantiles(v[k]) for k in ("lead_in", "on_runs", "off_runs")}, "patterns": v["patterns"]}
              for f, v in by_family.items()}
     return rates, plans
 

@@ -274,6 +274,16 @@ def test_a_plan_lets_parts_rest_in_stretches_but_keeps_every_instrument():
     assert (~long).sum() >= 20  # a real-length rest is kept where the piece is long enough
 
 
+def test_a_plan_replays_a_real_part_whole_with_its_rests_capped():
+    from cadenza.engine.parts import part_plan
+
+    spec = _specs([1]) | {"patterns": [[2, 5, 30, 10]]}  # rests 2, plays 5, rests 30, plays 10
+    steady = _specs([1]) | {"share": 0.9}  # the anchor, which fills bars no one else plays
+    plan = part_plan({7: spec, 8: steady}, 40, np.random.default_rng(0))[7]
+    assert plan[:22].tolist() == [False] * 2 + [True] * 5 + [False] * 5 + [True] * 10  # the rest cut to 40 // 8
+    assert plan[22:].any()  # past the pattern: runs drawn from the family's statistics
+
+
 def test_a_planned_rest_is_kept_and_a_busy_ensemble_waits_longer(tiny):
     from cadenza.engine.parts import REST_PENALTY
 
@@ -322,6 +332,22 @@ def test_a_piece_from_nothing_follows_its_plan_of_rests_and_entries(cm):
             continue
         bar_of = np.searchsorted(starts, t.notes.numpy()["time"], side="right") - 1
         assert all(flags[k] for k in bar_of if k < bars), f"{t.name} played in a planned rest"
+        silent = [k + 1 for k in range(bars) if flags[k] and k not in set(bar_of)]
+        assert not silent, f"{t.name} is silent in planned bars {silent}"
+
+
+def test_no_part_of_a_short_piece_sits_out_a_bar(cm):
+    """A 4-bar piece plans no rests, so every instrument plays in every bar (the drums of this one,
+    drawn in by their pace's bias alone, played 4, 0, 1 and 3 notes: the model would not have them)."""
+    from cadenza.eval.metrics import bar_starts
+
+    score = cm.generate(style="pop", instruments=["piano", "acoustic bass", "drums", "strings"], bars=4, seed=11)
+    tick = score.to("tick")
+    starts = bar_starts(tick, int(tick.end()) + 1)
+    assert len(tick.tracks) == 4
+    for t in tick.tracks:
+        per_bar = np.bincount(np.searchsorted(starts, t.notes.numpy()["time"], side="right") - 1, minlength=4)
+        assert (per_bar[:4] > 0).all(), f"{t.name}: notes per bar {per_bar.tolist()}"
 
 
 def test_the_clock_keeps_every_tempo_change_inside_a_bar(tiny):

@@ -267,6 +267,8 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
                     # still silent (its pitch, length and loudness are the model's)
                     masks[b] = False
                     masks[b, never] = True
+            if parts is not None and not done[b] and not limit_hit and not st.forced:
+                _planned_entries(parts, b, st, masks, bar_ids, eos)
         if observe is not None:
             observe(lg, masks)
         nxt = sample(lg, sampling, masks, gen)
@@ -363,7 +365,7 @@ def _part_control(tokenizer, n: int, sampling: SamplingConfig, seed: int = 0):
     rates = {tokenizer.program_id[p]: float(r) for p, r in sampling.pace.items() if p in tokenizer.program_id}
     plans = {tokenizer.program_id[p]: spec for p, spec in (sampling.plans or {}).items() if p in tokenizer.program_id}
     return (PartControl(tokenizer, rates, n, strength=sampling.pace_strength, plans=plans,
-                        bars=sampling.plan_bars, seed=seed) if rates else None)
+                        bars=sampling.plan_bars, seconds=sampling.plan_seconds, seed=seed) if rates else None)
 
 
 def _asked_instruments(tokenizer, states, stop: StopConfig, sampling) -> list[set | None]:
@@ -429,6 +431,22 @@ def stream_tokens(model, tokenizer, prompt: list[int], max_new: int, n: int = 1,
         else:
             logits = decode_one(model, nxt, pos)
             pos += 1
+
+
+def _planned_entries(parts, b: int, st, masks: torch.Tensor, bar_ids: torch.Tensor, eos: int) -> None:
+    """Parts the piece's plan has play in the current bar that have not played in it yet: the bar does
+    not end before they do, and once ``FORCE_AT`` of it is gone, where a note may start one of them
+    starts it (its pitch, length and loudness are the model's)."""
+    owed = parts.owed(b, st)
+    if owed and bool(masks[b, owed].any()):
+        allowed = masks[b, owed].clone()
+        masks[b] = False
+        masks[b, owed] = allowed
+    elif parts.waiting(b, st):
+        other = masks[b] & ~bar_ids
+        other[eos] = False
+        if bool(other.any()):
+            masks[b] = other
 
 
 def _past_half(st, stop: StopConfig, start_bars: int, start_secs: float) -> bool:

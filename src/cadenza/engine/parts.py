@@ -21,16 +21,19 @@ already has a note at the current position gets no bonus there (the bonus would 
 Rests and entries: real parts rest in long stretches (in POP909 as trained, a string part plays in
 two bars of three and its longest rest is about 13 bars; a lead sits out the interludes), which a
 pace alone never makes (it spreads the rests over single bars). A piece from nothing therefore gets
-a *plan*: per instrument, which bars it plays (``part_plan``), drawn as alternating runs of playing
-and resting bars whose lengths are sampled from the runs of that family's real parts in the style
-(``part_plans`` in the model's config.json, measured by ``recipes/part_rates.py``). In a planned
-rest the instrument's Program token gets ``-REST_PENALTY``; in its playing bars its pace is its
-family's notes per beat over the bars it plays, so that the whole piece comes out at the real rate, and
-one that has not played yet in a bar it should play in is drawn in more the later it gets in the bar
-(alone, the pace lets a part play a burst and sit out the next bar).
+a *plan*: per instrument, which bars it plays (``part_plan``): the bars a real part of that family in
+the style played, replayed whole, its rests cut to an eighth of the piece (``part_plans`` in the
+model's config.json, measured by ``recipes/part_rates.py``). In a planned rest the instrument's
+Program token gets ``-REST_PENALTY``; in its playing bars its pace is its family's notes per beat over
+the bars it plays, so that the whole piece comes out at the real rate, and one that has not played
+yet in a bar it should play in is drawn in more the later it gets in the bar (alone, the pace lets a
+part play a burst and sit out the next bar); the bar does not end before it plays, and past
+``FORCE_AT`` of the bar its next possible note is forced (``generate._planned_entries``).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -40,10 +43,12 @@ from cadenza.tokenizers.remi import T_BAR, T_CHORD, T_DRUM, T_DUR, T_FREE, T_PIT
 PROMPT_BARS = 8
 REST_PENALTY = 30.0  # a planned rest: (finite: a state whose only choices are these stays samplable)
 BAR_ENTRY = 6.0  # a planned bar's part that has not played in it: a quarter of this at its start, all by its end
+FORCE_AT = 0.5  # ... and past this share of the bar, its next possible note is forced (``owed``)
 TILT, MAX_TILT, MAX_GAP = 3.0, 1.5, 2.0  # the ensemble's pull on the time to the next onset (see _time_bias)
 _PROGRAM_NEXT = (T_POS, T_TEMPO, T_DUR)  # a Program token may come next
 _TIME_NEXT = (T_DUR, T_TEMPO, T_TSIG, T_CHORD, T_FREE)  # a later Position or a Bar may come next
 _CHOOSING = _PROGRAM_NEXT + _TIME_NEXT
+_TEMPO_SET = (T_TEMPO, T_DUR)  # the first onset's Tempo token is written (or there was none: its first note)
 
 
 class PartControl:
@@ -51,12 +56,14 @@ class PartControl:
 
     def __init__(self, tokenizer, rates: dict[int, float], n: int, window: int = 4, strength: float = 3.0,
                  max_bonus: float = 6.0, max_penalty: float = 6.0, over_strength: float | None = None,
-                 plans: dict[int, dict] | None = None, bars: int = 0, seed: int = 0):
+                 plans: dict[int, dict] | None = None, bars: int = 0, seconds: float = 0.0, seed: int = 0):
         """``rates``: {Program token id: notes per quarter-note beat (in the bars it plays)}; a row's
         instruments are those the grammar allows it (asked for), else those its header lists (the
         model's choice). ``plans``: {Program token id: plan statistics (``style_plans``)}: once a row's
         instruments are known, each with statistics gets a plan of ``bars`` bars (``part_plan``, drawn
-        with ``seed``); bars past it, and instruments without one, play."""
+        with ``seed``); bars past it, and instruments without one, play. ``seconds`` (> 0): the piece's
+        length where the model chooses its tempo; the plan's bars are then counted at that tempo, when
+        the first note is about to start."""
         self.tok = tokenizer
         self.rates = rates
         self.window, self.strength = window, strength
@@ -68,12 +75,13 @@ class PartControl:
         self.over_strength = (4.0 if lean else 1.0) * strength if over_strength is None else over_strength
         self.tilt = TILT if lean else 0.0
         self.max_bonus, self.max_penalty = max_bonus, max_penalty
-        self.plans, self.bars = plans or {}, bars
+        self.plans, self.bars, self.seconds = plans or {}, bars, seconds
         self.rng = np.random.default_rng(seed)
         self.plan: list[dict[int, np.ndarray]] = [{} for _ in range(n)]  # row -> Program id -> bar flags
         self.counts: list[dict[int, dict[int, int]]] = [{} for _ in range(n)]  # row -> prog -> bar -> notes
         self.bar_beats: list[dict[int, float]] = [{} for _ in range(n)]  # row -> bar -> quarter notes
         self._active: list[tuple[torch.Tensor, np.ndarray] | None] = [None] * n
+        self._planned = [False] * n  # a row's plan is drawn (or it has none)
         pos_ids = list(tokenizer.ids_of_type[T_POS])
         self._pos_vals = np.array([tokenizer.value_of[i] for i in pos_ids], dtype=np.float64)
         self._time_ids = torch.as_tensor(pos_ids + [int(tokenizer.ids_of_type[T_BAR][0])], dtype=torch.long)
@@ -86,8 +94,14 @@ class PartControl:
             if ids:
                 self._active[b] = (torch.as_tensor(ids, dtype=torch.long),
                                    np.array([self.rates[p] for p in ids], dtype=np.float64))
-                if self.bars > 0:
-                    self.plan[b] = part_plan({p: self.plans[p] for p in ids if p in self.plans}, self.bars, self.rng)
+                self._planned[b] = self.bars <= 0
+        if self._active[b] is not None and not self._planned[b] and (self.seconds <= 0 or state.last in _TEMPO_SET):
+            self._planned[b] = True  # counted in seconds: drawn once the model has written the tempo
+            bars = self.bars
+            if self.seconds > 0:
+                bars = max(1, math.ceil(self.seconds * state.qpm / 60.0 / state.bar_quarters()))
+            ids = self._active[b][0].tolist()
+            self.plan[b] = part_plan({p: self.plans[p] for p in ids if p in self.plans}, bars, self.rng)
         return self._active[b]
 
     def advance(self, b: int, t: int, state) -> None:
@@ -95,14 +109,51 @@ class PartControl:
         kind = self.tok.type_of[t]
         if kind == T_BAR:
             self.bar_beats[b][state.bars] = state.bar_quarters()
+            if self.seconds > 0 and self.plan[b]:
+                self._cap_rests(b, state)
         elif kind in (T_PITCH, T_DRUM) and not state.given and not state.future:
             bars = self.counts[b].setdefault(state.cur_prog, {})
             bars[state.bars] = bars.get(state.bars, 0) + 1
+
+    def _cap_rests(self, b: int, state) -> None:
+        """At a new bar of a piece counted in seconds: a planned rest that has lasted more than an eighth
+        of the piece's bars (as many as its tempo now makes of it) ends here. The model's tempo drifts
+        (121, 67, 121, 60 bpm in its first bars), so the bars a length in seconds holds are known only
+        as the piece goes (a 74-bar piece kept rests of 15 bars, planned for 122)."""
+        per_bar = state.bar_quarters() * 60.0 / state.qpm
+        cap = (state.bars - 1 + math.ceil(max(self.seconds - state.seconds, 0.0) / per_bar)) // 8
+        k = state.bars - 1  # the new bar, from 0
+        for flags in self.plan[b].values():
+            if k >= len(flags) or flags[k]:
+                continue
+            start = k
+            while start > 0 and not flags[start - 1]:
+                start -= 1
+            if k - start + 1 > cap:
+                end = k
+                while end < len(flags) and not flags[end]:
+                    end += 1
+                flags[k:end] = True
 
     def plays(self, b: int, prog: int, bar: int) -> bool:
         """Does row ``b``'s plan have instrument ``prog`` (Program token id) play in ``bar`` (from 1)?"""
         flags = self.plan[b].get(prog)
         return flags is None or not 1 <= bar <= len(flags) or bool(flags[bar - 1])
+
+    def waiting(self, b: int, state) -> list[int]:
+        """Program ids of the row's planned parts that its plan has play in the current bar and that have
+        not played in it yet (none in a piece without a plan, or past the plan's bars)."""
+        if not self.plan[b] or state.bars < 1 or state.given or state.future:
+            return []
+        return [p for p, flags in self.plan[b].items()
+                if state.bars <= len(flags) and flags[state.bars - 1] and not self.counts[b].get(p, {}).get(state.bars)]
+
+    def owed(self, b: int, state) -> list[int]:
+        """The parts of ``waiting`` once ``FORCE_AT`` of the bar is gone: where a note may start, one of
+        them plays it (the entry bias alone left the drums of a 4-bar piece silent in a bar)."""
+        if max(state.pos, 0) < FORCE_AT * self.tok.positions_in_bar(state.tsig):
+            return []
+        return self.waiting(b, state)
 
     def _window(self, b: int, state) -> list[tuple[int, float]]:
         """(bar, quarter notes so far) for the window: the full bars before the current one, and the
@@ -152,8 +203,7 @@ class PartControl:
         beat = n / state.bar_quarters()  # positions per quarter note
         gap = np.minimum(np.maximum(self._pos_vals - max(state.pos, 0), 0) / beat, MAX_GAP)
         gap_bar = min((n - max(state.pos, 0)) / beat, MAX_GAP)
-        waiting = any(p in self.plan[b] and self.plays(b, p, state.bars)
-                      and not self.counts[b].get(p, {}).get(state.bars) for p in ids)
+        waiting = bool(self.waiting(b, state))
         return np.append(slope * gap, min(slope * gap_bar, 0.0) if waiting else slope * gap_bar)
 
     def biases(self, states, vocab: int) -> torch.Tensor | None:
@@ -241,9 +291,25 @@ def style_plans(config: dict, style: str | None, programs: list[int]) -> dict[in
     return out
 
 
+def _replay(spec: dict, cap: int, rng: np.random.Generator) -> list[bool]:
+    """One real part's bars (``patterns`` in the plan statistics: run lengths from its piece's first bar,
+    resting, playing, resting, ...), its rests cut to ``cap`` bars; [] where there are no patterns.
+    Whole patterns, not runs drawn one by one: a part with short runs of playing also has short rests
+    (drawn independently, a piano plan of 3-bar runs met a 7-bar rest somewhere in most pieces, its
+    longest silence 5.2 bars where real pianos have 3.7)."""
+    patterns = spec.get("patterns")
+    if not patterns:
+        return []
+    flags: list[bool] = []
+    for k, run in enumerate(patterns[int(rng.integers(len(patterns)))]):
+        flags += [True] * run if k % 2 else [False] * min(run, cap)
+    return flags
+
+
 def part_plan(specs: dict[int, dict], bars: int, rng: np.random.Generator) -> dict[int, np.ndarray]:
     """{key: playing or not, per bar from bar 1} for ``bars`` bars, one per plan statistics of ``specs``
-    (``style_plans``): alternating runs of playing and resting bars whose lengths are drawn from the
+    (``style_plans``): a real part of the family replayed (``_replay``), then (past its end, or where
+    there are no patterns) alternating runs of playing and resting bars whose lengths are drawn from the
     family's real runs (one that lasted to its piece's end lasts to this one's). Every instrument enters
     within the first eighth of the piece and rests no longer than an eighth of it at a stretch (a short
     piece keeps all its instruments), and in every bar one plays (the one whose family plays the most
@@ -251,7 +317,7 @@ def part_plan(specs: dict[int, dict], bars: int, rng: np.random.Generator) -> di
     cap = bars // 8  # (a piece under 8 bars: no rests planned)
     out: dict[int, np.ndarray] = {}
     for p, spec in specs.items():
-        flags: list[bool] = [False] * min(int(rng.choice(spec.get("lead_in") or [0])), cap)
+        flags = _replay(spec, cap, rng) or [False] * min(int(rng.choice(spec.get("lead_in") or [0])), cap)
         while len(flags) < bars:
             run = int(rng.choice(spec["on_runs"]))  # negative: a real part that played to its piece's end
             flags += [True] * (bars - len(flags) if run < 0 else max(1, run))

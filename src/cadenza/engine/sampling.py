@@ -38,9 +38,13 @@ class SamplingConfig:
     pace_strength: float = 3.0
     # and rests and enters as real parts do: {GM program: its family's plan statistics} (engine/parts.py
     # style_plans; ``pace`` is then its pace in the bars it plays) and the piece's length in bars; each
-    # instrument with statistics gets a plan of playing and resting bars, drawn per row. None/0 = no plan
+    # instrument with statistics gets a plan of playing and resting bars, drawn per row. None/0 = no plan.
+    # ``plan_seconds``: the piece's length in seconds where the model chooses its tempo; the plan's bars
+    # are then counted at the tempo it chose (counted at 120 bpm, a 72-bar piece got a plan of 120 bars
+    # and rests capped at 15 bars where 9 was meant)
     plans: dict[int, dict] | None = None
     plan_bars: int = 0
+    plan_seconds: float = 0.0
     key: tuple[int, str] | None = None
     key_bias: float = 1.5
     # following chords given (follow_chords: the caller gave a chord per bar): a logit bonus for the

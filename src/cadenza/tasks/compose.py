@@ -240,12 +240,13 @@ class CadenzaModel:
             raise CadenzaError(f"repeat must be auto, off or a rate between 0 and 1 (got {repeat})")
         pace, plans, plan_bars = self._parts(prompt if continuing else None, style, programs, bars, seconds,
                                              fixed or 120.0, meter)
+        plan_seconds = float(seconds) if plan_bars and bars is None and seconds is not None and not fixed else 0.0
         sampling = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p,
                                   repetition_penalty=repetition_penalty, seed=seed,
                                   repeat_rate=None if repeat is None else float(repeat), key=key_t,
                                   key_bias=SamplingConfig.key_bias if key is not None else INFERRED_KEY_BIAS,
                                   follow_chords=chords is not None, pace=pace, plans=plans,
-                                  plan_bars=plan_bars).validate()
+                                  plan_bars=plan_bars, plan_seconds=plan_seconds).validate()
         chord_track = None
         if chords is not None and _chord_program(programs) is not None:  # also heard: block chords, own track
             chord_track = (list(chords), constraints["chords"] and min(constraints["chords"]), meter,
