@@ -1,6 +1,6 @@
 """Parts: does every instrument play its role through a long piece? Generated vs. real, family by family.
 
-    python bench/parts.py [--model NAME|DIR] [--pieces 20] [--seconds 240] [--real 40] [--styles pop,folk]
+    python bench/parts.py [--model NAME|DIR] [--pieces 20] [--seconds 240] [--real 100] [--styles pop,folk]
                           [--threads 2] [--compile off|on] [--save DIR] [--data ../shared/data] [--quick]
 
 Prints one ``name: value`` line per figure on stdout (progress on stderr). Protocol (issue 17):
@@ -28,7 +28,10 @@ Prints one ``name: value`` line per figure on stdout (progress on stderr). Proto
 - ``length_delivered_ratio_{mean,min,max}``: the piece's end in seconds / ``--seconds``;
   ``wall_s_per_piece`` (mean; ``_max`` too).
 - Targets (1 pass, 0 fail): ``within_25pct_<measure>_<family>`` (overall generated within 25% of
-  overall real; nan where no real part of that family exists), ``bass_notes_per_onset_ok`` (the
+  overall real; nan where no real part of that family exists); ``se_<measure>_<family>_{generated,real}``
+  (standard errors of the two means) and ``within_noise_<measure>_<family>`` (within 25% or within two
+  standard errors of the difference: with 4 guitar parts in 20 pieces, or the drums' longest silence
+  near 0 bars, chance alone moves a figure more than 25%), ``bass_notes_per_onset_ok`` (the
   bass family's generated notes per onset <= 1.3), ``pitch_in_range_ok`` (``pitch_in_range_generated``,
   the share of all pitched generated notes inside their instrument's range, is 1.0),
   ``length_delivered_ok`` (every piece ends within one bar, its last bar's length, of the asked length).
@@ -172,6 +175,34 @@ def weighted_real(gen_by: dict, real_by: dict, fam: str, m: str) -> float:
     return sum(p * x for p, x in pairs) / w if w else float("nan")
 
 
+def values(pieces: list[list[dict]], fam: str, m: str) -> np.ndarray:
+    """The figure ``m`` of every part of family ``fam`` (finite ones)."""
+    v = np.array([r[m] for rows in pieces for r in rows if r["family"] == fam], dtype=np.float64)
+    return v[np.isfinite(v)]
+
+
+def std_error(v: np.ndarray) -> float:
+    return float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
+def weighted_real_se(gen_by: dict, real_by_style: dict, fam: str, m: str) -> float:
+    """The standard error of ``weighted_real``: each style's mean weighs as many parts as it has generated."""
+    pairs = [(g[fam]["parts"], std_error(values(real_by_style[s], fam, m))) for s, g in gen_by.items()
+             if fam in g and len(values(real_by_style[s], fam, m))]
+    w = sum(p for p, _ in pairs)
+    return float(np.sqrt(sum((p * e) ** 2 for p, e in pairs)) / w) if w else float("nan")
+
+
+def within_noise(g: float, r: float, se_g: float, se_r: float) -> float:
+    """1 where generated and real differ by at most 25% or two standard errors of their difference (a
+    family with 4 generated parts, or a figure near 0 like the drums' longest silence, moves more than
+    25% from one set of seeds to the next)."""
+    if not (np.isfinite(g) and np.isfinite(r)):
+        return float("nan")
+    noise = 2.0 * np.sqrt(np.nan_to_num(se_g) ** 2 + np.nan_to_num(se_r) ** 2)
+    return int(abs(g - r) <= max(TOLERANCE * abs(r), noise))
+
+
 def within(g: float, r: float) -> float:
     if not (np.isfinite(g) and np.isfinite(r)):
         return float("nan")
@@ -216,6 +247,12 @@ def report(gen: list[dict], real_by_style: dict[str, list[list[dict]]], a) -> No
     for f in families:
         for m in MEASURES:
             emit(f"within_25pct_{m}_{f}", within(gen_all[f][m], real_all[f][m]))
+    for f in families:  # how far each side's mean may move by chance: what 25% means with few parts
+        for m in MEASURES:
+            se_g, se_r = std_error(values(gen_pieces, f, m)), weighted_real_se(gen_by, real_by_style, f, m)
+            emit(f"se_{m}_{f}_generated", se_g)
+            emit(f"se_{m}_{f}_real", se_r)
+            emit(f"within_noise_{m}_{f}", within_noise(gen_all[f][m], real_all[f][m], se_g, se_r))
     bass = gen_all.get("bass", {}).get("notes_per_onset", float("nan"))
     emit("bass_notes_per_onset_ok", int(bass <= BASS_NOTES_PER_ONSET) if np.isfinite(bass) else float("nan"))
     emit("pitch_in_range_ok", int(in_range_share(gen_pieces) == 1.0))
@@ -228,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model name or folder (default: the bundled default model)")
     ap.add_argument("--pieces", type=int, default=20, help="generated pieces (cycling through the README's sets)")
     ap.add_argument("--seconds", type=float, default=240.0, help="length asked of each generated piece")
-    ap.add_argument("--real", type=int, default=40, help="real validation pieces per style, at most")
+    ap.add_argument("--real", type=int, default=100, help="real validation pieces per style, at most")
     ap.add_argument("--styles", default="pop,folk", help="styles of the cycle to generate and compare")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder of the training corpora")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the reference machine has 2 cores)")
