@@ -278,3 +278,18 @@ def test_generate_writes_several_outputs_at_once(tmp_path, capsys, tiny_model_di
     data, sr = soundfile.read(str(outs[1]), always_2d=True)
     assert data.shape[1] == 2 and np.abs(data).max() > 0.5
     assert outs[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_four_minute_piece_is_written_to_ogg(tmp_path):
+    """libsndfile's Vorbis encoder overflowed its stack on one long write: writing a 3-4 minute piece
+    to .ogg killed the process (SIGSEGV, no message). Run in a child, so a crash fails this test only."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from cadenza.render.audio import write_audio; "
+            "t = np.arange(44100 * 240) / 44100; x = (0.3 * np.sin(2 * np.pi * 220 * t)).astype('float32'); "
+            f"write_audio({str(tmp_path / 'long.ogg')!r}, np.stack([x, x], 1), 44100)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-300:]}"
+    info = soundfile.info(str(tmp_path / "long.ogg"))
+    assert abs(info.duration - 240) < 0.1 and info.channels == 2

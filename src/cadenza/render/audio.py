@@ -378,6 +378,7 @@ def normalize_peak(audio: np.ndarray, peak_dbfs: float = PEAK_DBFS, copy: bool =
 
 # ---- audio files -----------------------------------------------------------------------------
 
+WRITE_BLOCK = 1 << 15  # frames per write call
 _FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"),
             ".mp3": ("MP3", "MPEG_LAYER_III")}
 
@@ -396,9 +397,15 @@ def write_audio(path: str | os.PathLike, audio: Audio | np.ndarray, sample_rate:
     fmt, subtype = _FORMATS[path.suffix.lower()]
     if fmt in ("MP3", "OGG") and sample_rate not in (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000):
         raise CadenzaError(f"cannot write {path}: {fmt} supports sample rates up to 48000 Hz (got {sample_rate})")
+    samples = np.clip(samples, -1.0, 1.0)
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
     with atomic_output(path) as tmp:
         try:
-            sf.write(tmp, np.clip(samples, -1.0, 1.0), int(sample_rate), format=fmt, subtype=subtype)
+            # in blocks: libsndfile's Vorbis encoder overflows its stack on one long write (a 200 s
+            # stereo .ogg in one sf.write call killed the process with SIGSEGV; python-soundfile #396)
+            with sf.SoundFile(tmp, "w", int(sample_rate), channels, format=fmt, subtype=subtype) as f:
+                for k in range(0, len(samples), WRITE_BLOCK):
+                    f.write(samples[k:k + WRITE_BLOCK])
         except (RuntimeError, sf.LibsndfileError, TypeError, ValueError) as e:
             raise CadenzaError(f"cannot write {path}: {str(e).splitlines()[0]}") from None
     return path
