@@ -250,6 +250,45 @@ def test_resume_after_kill(tmp_path):
     assert (out / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_training_saves_a_checkpoint(tmp_path, sig):
+    """Ctrl-C or SIGTERM before the first scheduled checkpoint (every 100 steps by default): the step
+    finishes, a checkpoint is written and ``--resume`` goes on from it (it said "nothing to resume")."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(4):
+        write_score(make_score([(60 + (i * 5 + k) % 12, i * 0.5, 0.5, 80) for i in range(64)]), data / f"p{k}.mid")
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "cadenza.cli", "train", "--data", f"{data}=folk", "--out", str(out), "--ctx", "64",
+            "--batch-size", "2", "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "32",
+            "--eval-every", "1000", "--valid-fraction", "0.25", "--threads", "1"]
+    proc = subprocess.Popen(args + ["--steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # the progress bar shows steps once training runs
+            time.sleep(0.2)
+            if (out / "data_stats.json").exists():
+                break
+        time.sleep(3)
+        proc.send_signal(getattr(signal, sig))
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == (130 if sig == "SIGINT" else -signal.SIGTERM), err[-500:]
+    assert "checkpoint saved" in err
+    step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < step < 100
+    done = subprocess.run(args + ["--steps", str(step + 2), "--resume", "-q"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == step + 2
+
+
 def test_long_prompt_is_continued_after_its_end(tiny_model_dir):
     """A prompt longer than the context is cut for the model, but new notes still come after it."""
     import cadenza

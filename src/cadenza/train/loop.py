@@ -23,6 +23,7 @@ from cadenza.errors import CadenzaError
 from cadenza.model import ModelConfig, Transformer, save_model_folder
 from cadenza.tokenizers import FrameTokenizer, GridTokenizer, RemiSpec, RemiTokenizer
 from cadenza.train.corpora import Source, WindowSampler, build_shards
+from cadenza.train.stop import StopSignals
 
 
 @dataclass
@@ -186,38 +187,45 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
     t_start, tokens_seen = time.time(), 0
     bar = tqdm(total=cfg.steps, initial=step, desc="training", unit="step", disable=not progress, dynamic_ncols=True)
     model.train()
-    while step < cfg.steps:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        x, y = sampler.batch(cfg.batch_size)
-        x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        step += 1
-        tokens_seen += int((y != -100).sum())
-        rate = tokens_seen / max(time.time() - t_start, 1e-9)
-        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:.0f}")
-        bar.update(1)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            val = evaluate(model, vsamplers, cfg.batch_size, cfg.eval_batches, device)
-            history.append({"step": step, "train_loss": round(loss.item(), 4),
-                            "valid": {k: round(v, 4) for k, v in val.items()}})
-            bar.write(f"step {step}: train {loss.item():.3f}  valid " +
-                      "  ".join(f"{k} {v:.3f}" for k, v in val.items()))
-            mean_val = _mean(val)
-            if best is None or mean_val < best[0]:  # the best weights so far, in case the run overfits
-                best = (mean_val, step, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            save_ckpt()
-        if cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes:
-            save_ckpt()
-            bar.write(f"stopped after {cfg.max_minutes} minutes at step {step}; continue with --resume")
-            break
+    with StopSignals() as signals:
+        while step < cfg.steps:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            x, y = sampler.batch(cfg.batch_size)
+            x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                logits = model(x)
+            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            tokens_seen += int((y != -100).sum())
+            rate = tokens_seen / max(time.time() - t_start, 1e-9)
+            bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{rate:.0f}")
+            bar.update(1)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                val = evaluate(model, vsamplers, cfg.batch_size, cfg.eval_batches, device)
+                history.append({"step": step, "train_loss": round(loss.item(), 4),
+                                "valid": {k: round(v, 4) for k, v in val.items()}})
+                bar.write(f"step {step}: train {loss.item():.3f}  valid " +
+                          "  ".join(f"{k} {v:.3f}" for k, v in val.items()))
+                mean_val = _mean(val)
+                if best is None or mean_val < best[0]:  # the best weights so far, in case the run overfits
+                    best = (mean_val, step, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                save_ckpt()
+            if cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes:
+                save_ckpt()
+                bar.write(f"stopped after {cfg.max_minutes} minutes at step {step}; continue with --resume")
+                break
+            if signals.requested:
+                save_ckpt()
+                bar.close()
+                print(f"train: stopped at step {step}; checkpoint saved in {ckpt_path}; continue with --resume",
+                      file=sys.stderr)
+                signals.stop()
     bar.close()
     final = out / "model"
     val = history[-1]["valid"] if history else evaluate(model, vsamplers, cfg.batch_size, cfg.eval_batches, device)
