@@ -419,3 +419,17 @@ def test_written_file_has_the_usual_mode(tmp_path):
     finally:
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "a.mid").stat().st_mode) == 0o644
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL during a write left a hidden temporary file beside the output for good."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal; from cadenza.files import atomic_output\n"
+            f"with atomic_output({str(tmp_path / 'song.mid')!r}) as tmp:\n"
+            "    open(tmp, 'wb').write(b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    assert len(list(tmp_path.glob(".song.*"))) == 1  # what the killed writer left
+    write_score(make_score(), tmp_path / "song.mid")
+    assert sorted(os.listdir(tmp_path)) == ["song.mid"]

@@ -6,6 +6,7 @@ Used by every writer: scores (cadenza.score.io), audio, pictures and sheet music
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -37,6 +38,30 @@ def check_output(path: str | os.PathLike, suffixes: tuple[str, ...] | None = Non
     return path
 
 
+TEMP_TAG = "cadenza-"  # temporary files are named .STEM.cadenza-PID.RANDOM.tmp.SUFFIX
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def _remove_orphans(folder: Path, path: Path) -> None:
+    """Remove the temporary files of ``path`` left by a writer that was killed (SIGKILL cannot be
+    caught: its hidden temporary file stayed beside the output for good), i.e. whose process is gone."""
+    with contextlib.suppress(OSError):
+        for old in folder.glob(f".{glob.escape(path.stem)}.{TEMP_TAG}*.tmp{glob.escape(path.suffix)}"):
+            pid = old.name[len(path.stem) + len(TEMP_TAG) + 2:].split(".", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    old.unlink()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, error: type[CadenzaError] = CadenzaError) -> Iterator[str]:
     """Yield a temporary file name beside ``path`` (same suffix); on success it replaces ``path``.
@@ -46,8 +71,9 @@ def atomic_output(path: str | os.PathLike, error: type[CadenzaError] = CadenzaEr
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
+    _remove_orphans(folder, path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".tmp" + path.suffix)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.{TEMP_TAG}{os.getpid()}.", suffix=".tmp" + path.suffix)
         os.close(fd)
     except OSError as e:
         raise error(f"cannot write {path}: {e.strerror or e}") from None
