@@ -73,7 +73,8 @@ def atomic_output(path: str | os.PathLike, error: type[CadenzaError] = CadenzaEr
     folder = path.parent if str(path.parent) else Path(".")
     _remove_orphans(folder, path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.{TEMP_TAG}{os.getpid()}.", suffix=".tmp" + path.suffix)
+        prefix = f".{path.stem}.{TEMP_TAG}{os.getpid()}."
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp" + path.suffix)
         os.close(fd)
     except OSError as e:
         raise error(f"cannot write {path}: {e.strerror or e}") from None

@@ -119,7 +119,7 @@ def iter_pieces(source: Source, asap_scores_only: bool = True, only: str | None 
             if not wanted(f"{source.spec}/{Path(p).name}"):
                 continue
             try:
-                yield f"{source.spec}/{Path(p).name}", from_music21(music21.corpus.parse(p))
+                yield f"{source.spec}/{Path(p).name}", from_music21(music21.corpus.parse(p, forceSource=True))
             except Exception:  # noqa: BLE001 - a corpus file music21 cannot parse is skipped
                 continue
         return
@@ -453,7 +453,8 @@ def _music21_piece(job: tuple[str, str, str]):
     spec, style, path = job
     pid = f"{spec}/{Path(path).name}"
     try:
-        return pid, encode_variants(_worker_tokenizer, Source(spec, style), pid, from_music21(music21.corpus.parse(path)))
+        score = from_music21(music21.corpus.parse(path, forceSource=True))  # never music21's pickle cache
+        return pid, encode_variants(_worker_tokenizer, Source(spec, style), pid, score)
     except Exception:  # noqa: BLE001 - a corpus file music21 cannot parse is skipped
         return pid, None
 
