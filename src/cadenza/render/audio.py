@@ -209,7 +209,7 @@ def _fluidsynth_module():
         import fluidsynth  # pyfluidsynth: loads libfluidsynth at import
     except (ImportError, OSError) as e:
         raise RendererUnavailable(f"FluidSynth is not available ({str(e).splitlines()[0] if str(e) else e}); "
-                                  "install it (Debian: apt-get install fluidsynth)") from None
+                                  "install it (Debian: apt-get install libfluidsynth3)") from None
     return fluidsynth
 
 
@@ -297,9 +297,11 @@ _fallback_said = False
 def _say_fallback(reason: str) -> None:
     global _fallback_said
     if not _fallback_said:
+        # both parts at once: a note naming only the SoundFont was followed, once installed, by a
+        # second one asking for the library
         print(f"note: {reason}; using cadenza's built-in synthesizer (a fallback: simple timbres). "
-              "For real instruments install a General MIDI SoundFont (Debian: apt-get install "
-              "fluid-soundfont-gm) or pass --soundfont FILE.sf2", file=sys.stderr)
+              "For real instruments install FluidSynth and a General MIDI SoundFont (Debian: apt-get install "
+              "libfluidsynth3 fluid-soundfont-gm; or pass --soundfont FILE.sf2)", file=sys.stderr)
         _fallback_said = True
 
 
@@ -321,8 +323,13 @@ def render_audio(score: symusic.Score, *, soundfont: str | os.PathLike | None = 
     used = renderer
     if renderer == "auto":
         if sf is None:
+            try:
+                _fluidsynth_module()
+                library = ""
+            except RendererUnavailable:
+                library = " and the FluidSynth library is not installed"
             _say_fallback("no SoundFont found (looked in $CADENZA_SOUNDFONT, $SOUNDFONT and "
-                          "/usr/share/sounds/sf2/ and other usual places)")
+                          f"/usr/share/sounds/sf2/ and other usual places){library}")
             used = "builtin"
         else:
             try:
