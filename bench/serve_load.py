@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -31,6 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
+
+TOKEN = secrets.token_urlsafe(16)  # the studio's per-run token, chosen here and given to it (CADENZA_TOKEN)
+HEADERS = {"X-Cadenza-Token": TOKEN}
 
 
 def emit(name: str, value) -> None:
@@ -59,7 +63,7 @@ def one_job(base: str, body: dict, fetch: bool = False) -> dict:
     """POST a generation, follow its events; what happened and when."""
     out = {"status": None, "first_note_ms": None, "queued": False, "done": False}
     t0 = time.perf_counter()
-    with httpx.Client(base_url=base, timeout=600) as c:
+    with httpx.Client(base_url=base, timeout=600, headers=HEADERS) as c:
         r = c.post("/api/generate", json=body)
         out["status"] = r.status_code
         if r.status_code != 202:
@@ -99,14 +103,14 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "cadenza.cli", "serve", "--port", str(port)] + (["--model", a.model] if a.model else [])
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                              env={**os.environ, "PYTHONUNBUFFERED": "1", "CADENZA_TOKEN": TOKEN})
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True).start()
     try:
         t0 = time.time()
         while True:
             try:
-                if httpx.get(base + "/api/health", timeout=1).status_code == 200:
+                if httpx.get(base + "/api/health", timeout=1, headers=HEADERS).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -15,12 +15,17 @@ from cadenza.server.settings import Settings
 from conftest import make_score
 
 
+def studio_client(app) -> TestClient:
+    """A client as the studio's own page is: one of its host names, and the run's token."""
+    return TestClient(app, base_url="http://127.0.0.1:8000", headers={"X-Cadenza-Token": app.state.token or ""})
+
+
 @pytest.fixture(scope="module")
 def client(tiny_model_dir, tmp_path_factory):
     settings = Settings(model=str(tiny_model_dir), results_dir=tmp_path_factory.mktemp("results"),
                         upload_bytes=200_000, upload_notes=500, upload_seconds=120, max_bars=32,
                         workers=1)
-    with TestClient(create_app(settings)) as c:
+    with studio_client(create_app(settings)) as c:
         yield c
 
 
@@ -210,7 +215,7 @@ def test_cancel_running_and_queued_jobs(client):
 
 
 def test_full_queue_answers_429(tiny_model_dir):
-    with TestClient(create_app(Settings(model=str(tiny_model_dir), max_queue=1, workers=1))) as c:
+    with studio_client(create_app(Settings(model=str(tiny_model_dir), max_queue=1, workers=1))) as c:
         a = c.post("/api/generate", json={"seconds": 300}).json()
         t0 = time.time()
         while c.get(f"/api/jobs/{a['id']}").json()["status"] == "queued" and time.time() - t0 < 30:
@@ -307,7 +312,7 @@ def test_chords_and_key_with_a_control_model(tmp_path):
     m = Transformer(ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_layers=1, n_heads=4, d_ff=64, max_seq_len=256))
     save_model_folder(tmp_path / "ctl", m, {"name": "ctl", "family": "remi-lm", "tokenizer": tok.to_config(),
                                             "styles": tok.styles, "license": "test", "default_style": "pop"})
-    with TestClient(create_app(Settings(model=str(tmp_path / "ctl"), workers=1))) as c:
+    with studio_client(create_app(Settings(model=str(tmp_path / "ctl"), workers=1))) as c:
         info = next(x for x in c.get("/api/options").json()["models"] if x["name"] == str(tmp_path / "ctl"))
         assert info["key_control"] and info["chord_control"]
         r = c.post("/api/generate", json={"chords": "| Am | F | C | G |", "repeat": 2, "key": "A minor",

@@ -35,7 +35,7 @@ def studio(tmp_path_factory):
     from cadenza.server.app import create_app
     from cadenza.server.settings import Settings
 
-    app = create_app(Settings(results_dir=tmp_path_factory.mktemp("studio-results")))
+    app = create_app(Settings(results_dir=tmp_path_factory.mktemp("studio-results"), no_token=True))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -6,14 +6,19 @@ Every user error becomes one line on stderr and a non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 from pathlib import Path
 
 from cadenza.errors import CadenzaError
+from cadenza.limits import LIMITS
 
-EXIT_USAGE, EXIT_ERROR = 2, 1
+# exit codes: a user's error (one line says what), a usage error (argparse's line), a bug (one line and a report
+# file; 2 as for usage, since both mean "the command did not start its work")
+EXIT_USAGE, EXIT_ERROR, EXIT_INTERNAL = 2, 1, 2
+SEED_HELP = "random seed, 0 to 4294967295: the same seed gives the same {}"
 
 
 def _positive_int(text: str) -> int:
@@ -31,8 +36,22 @@ def _positive_float(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
     if not v > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return v
+
+
+def _seed(text: str) -> int:
+    from cadenza.engine.sampling import SEED_MAX
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if not 0 <= v <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {SEED_MAX}, got {text}")
     return v
 
 
@@ -74,19 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--meter", type=_meter, metavar="N/D", help="time signature, e.g. 3/4")
     ctl.add_argument("--key", help='the key, e.g. "D minor" (models with the key control)')
     length = g.add_argument_group("length (default 16 bars)")
-    length.add_argument("--bars", type=_positive_int, help="new bars to write")
-    length.add_argument("--seconds", type=_positive_float, help="seconds of new music to write")
+    length.add_argument("--bars", type=_positive_int, help=f"new bars to write (at most {LIMITS.bars} without --force)")
+    length.add_argument("--seconds", type=_positive_float,
+                        help=f"seconds of new music to write (at most {LIMITS.seconds:g} without --force)")
     length.add_argument("--max-tokens", type=_positive_int, help="new tokens to write")
     smp = g.add_argument_group("sampling")
     smp.add_argument("--temperature", type=_positive_float, default=1.0, help="> 0; lower is safer (default 1.0)")
-    smp.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (0 = off)")
+    smp.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens (default 0 = off)")
     smp.add_argument("--top-p", type=_positive_float, default=0.95, help="nucleus sampling mass (default 0.95)")
     smp.add_argument("--repetition-penalty", type=float, default=1.0,
                      help=">= 1; discourages recently used pitches (default 1.0: off; it lowers scale consistency)")
     smp.add_argument("--restate", default="auto", metavar="auto|off|RATE",
                      help="share of bars that may restate one of the last 1, 2 or 4 bars (auto: the style's own "
                           "rate, measured on its training pieces; off: no control)")
-    smp.add_argument("--seed", type=int, help="random seed: the same seed gives the same piece")
+    smp.add_argument("--seed", type=_seed, help=SEED_HELP.format("piece"))
     smp.add_argument("--variations", type=_positive_int, default=1, help="write N takes: NAME-1.mid ... NAME-N.mid")
     g.add_argument("--out", action="append", metavar="FILE",
                    help="output file by suffix: .mid .musicxml .abc (score), .wav .flac .ogg .mp3 (audio), "
@@ -155,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--temperature", type=_positive_float, default=0.9, help="> 0; lower is safer (default 0.9)")
     h.add_argument("--particles", type=_positive_int, default=8,
                    help="candidate harmonizations weighed against the whole melody (default 8)")
-    h.add_argument("--seed", type=int, help="random seed: the same seed gives the same chorale")
+    h.add_argument("--seed", type=_seed, help=SEED_HELP.format("chorale"))
     h.add_argument("--free-voice-leading", action="store_true",
                    help="let the model write parallel fifths and octaves (by default they are ruled out)")
     h.add_argument("--model", metavar="NAME|DIR", default="chorale", help="chorale model (default: chorale)")
@@ -194,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--style", help="style token (see `cadenza models`)")
         sp.add_argument("--temperature", type=_positive_float, default=1.0, help="> 0 (default 1.0)")
         sp.add_argument("--top-p", type=_positive_float, default=0.95, help="nucleus sampling mass (default 0.95)")
-        sp.add_argument("--seed", type=int, help="random seed")
+        sp.add_argument("--seed", type=_seed, help=SEED_HELP.format("result"))
         _output_flags(sp)
     ar.add_argument("--key", help="the key to write in, e.g. 'D minor' (default: the score's own)")
 
@@ -230,16 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
         ap_ = asub.add_parser(name, help=helptext, description=helptext[0].upper() + helptext[1:] + ".")
         if name == "continue":
             ap_.add_argument("input", metavar="AUDIO", help="the recording to continue (.wav/.flac/.ogg/.mp3)")
-        ap_.add_argument("--seconds", type=_positive_float, default=10.0, help="seconds of new audio (default 10)")
+        ap_.add_argument("--seconds", type=_positive_float, default=10.0,
+                         help="seconds of new audio (default 10; at most 600 without --force)")
         ap_.add_argument("--style", help="the model's style to use (default: " +
                          ("the one that fits the recording best)" if name == "continue" else "its first)"))
         ap_.add_argument("--temperature", type=_positive_float, default=1.0, help="sampling temperature (default 1.0)")
         ap_.add_argument("--top-p", type=_positive_float, default=1.0, help="nucleus sampling (default 1.0: off)")
-        ap_.add_argument("--seed", type=int, help="random seed (same seed, same audio)")
+        ap_.add_argument("--seed", type=_seed, help=SEED_HELP.format("audio"))
         ap_.add_argument("--model", metavar="NAME|DIR", help="audio model (default: the bundled 'audio')")
         ap_.add_argument("--out", action="append", required=True, metavar="FILE",
                          help="audio (.wav/.flac/.ogg/.mp3) or a spectrogram picture (.png); repeatable")
         ap_.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        _force_flag(ap_)
     at = asub.add_parser("train", help="train a codec and a prior on a folder of recordings",
                          description="Train an audio model: the codec, then the prior over its codes. Resumable: "
                                      "run again with --resume after a stop.")
@@ -283,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--workers", type=_positive_int, help="generation threads (default 2; each holds its own model)")
     sv.add_argument("--max-queue", type=_positive_int, help="jobs that may wait; more get 'busy' (default 64)")
     sv.add_argument("--results", metavar="DIR", help="where rendered files go (default: a temporary folder)")
+    sv.add_argument("--no-token", action="store_true", default=None,
+                    help="ask no token: any program or user on this machine may then use the studio (by "
+                         "default each run makes a new one, carried in the printed address)")
+    sv.add_argument("--allow-host", metavar="NAME", action="append",
+                    help="another host name the studio answers to (beyond localhost, 127.0.0.1, [::1] and "
+                         "--host; e.g. this machine's name on the network); may be repeated")
     q = sub.add_parser("quantize", help="store a model's weights as int8 (about half the size)",
                        description="Write a copy of a model folder whose weight file stores each matrix as int8 "
                                    "with one scale per row (about half of float16's size). Weights are "
@@ -319,6 +347,12 @@ def _render_flags(p: argparse.ArgumentParser, play: bool) -> None:
                      help="auto: FluidSynth with the SoundFont, else the built-in synthesizer (default)")
     if play:
         grp.add_argument("--play", action="store_true", help="also play the result on the audio device, if any")
+    _force_flag(p)
+
+
+def _force_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true", help="lift the limits on input size and length asked for "
+                   "(see the README's Limits table), for a machine that can take more")
 
 
 def _render_options(a):
@@ -393,9 +427,12 @@ def _repeat(text: str):
     if text in ("auto", "off"):
         return text
     try:
-        return float(text)
+        v = float(text)
     except ValueError:
-        raise CadenzaError(f"--restate must be auto, off or a rate between 0 and 1 (got '{text}')") from None
+        v = math.nan
+    if not 0 <= v <= 1:
+        raise CadenzaError(f"--restate must be auto, off or a rate between 0 and 1 (got '{text}')")
+    return v
 
 
 def _note_line(ev, takes: int = 1) -> str:
@@ -406,6 +443,23 @@ def _note_line(ev, takes: int = 1) -> str:
     take = f"take {ev.take + 1}  " if takes > 1 else ""
     return (f"{take}bar {ev.bar:>3}  {ev.start:8.3f} s  {name:<4} vel {ev.velocity:>3}  {ev.duration:6.3f} s  "
             f"{instrument_name(ev.program, ev.is_drum)}")
+
+
+def _check_generate(a) -> None:
+    """The flags of `generate` that need no model, checked before one loads (one line each)."""
+    from cadenza.tasks.compose import check_request
+
+    if a.repeat > 1 and not a.chords:
+        raise CadenzaError("--repeat repeats a --chords progression; give --chords")
+    if a.repeat > LIMITS.bars and not a.force:
+        raise CadenzaError(f"--repeat must be at most {LIMITS.bars} (got {a.repeat}; --force lifts this limit)")
+    check_request(bars=a.bars, seconds=a.seconds, max_tokens=a.max_tokens, force=a.force, temperature=a.temperature,
+                  top_k=a.top_k, top_p=a.top_p, repetition_penalty=a.repetition_penalty, seed=a.seed)
+    _repeat(a.restate)
+    if a.key:
+        from cadenza.score.keys import parse_key
+
+        parse_key(a.key)
 
 
 def cmd_generate(a) -> int:
@@ -419,14 +473,15 @@ def cmd_generate(a) -> int:
     first_prog = instruments[0][0] if instruments and not instruments[0][1] else 0
     tempo = a.tempo or 120.0
     meter = a.meter or (4, 4)
+    _check_generate(a)
     from cadenza.tasks import load_model
 
+    heard = a.prompt and Path(a.prompt).suffix.lower() in (".wav", ".flac", ".ogg", ".mp3")
+    # a score prompt is read (and a bad file fails) before the model loads
+    prompt, chords = (read_score(a.prompt, force=a.force) if a.prompt and not heard else None), None
     needs = (("key",) if a.key else ()) + (("chords",) if a.chords else ())  # writing in a key, over chords
     model = load_model(a.model or (_model_for(needs, a.quiet) if needs else None))
-    prompt, chords = None, None
-    if a.repeat > 1 and not a.chords:
-        raise CadenzaError("--repeat repeats a --chords progression; give --chords")
-    if a.prompt and Path(a.prompt).suffix.lower() in (".wav", ".flac", ".ogg", ".mp3"):
+    if heard:
         from cadenza.audio.transcribe import transcribe
 
         # a hummed, sung or played melody: its notes (on a 16th-note grid, the model's own) are the seed
@@ -435,8 +490,6 @@ def cmd_generate(a) -> int:
             from cadenza.score import count_notes, score_seconds
 
             print(f"transcribed {count_notes(prompt)} notes ({score_seconds(prompt):.1f} s) from {a.prompt}")
-    elif a.prompt:
-        prompt = read_score(a.prompt)
     elif a.notes:
         prompt = parse_notes(a.notes, tempo=tempo, program=first_prog, time_signature=meter)
     elif a.chords and getattr(model.tokenizer, "chords_on", False):
@@ -511,7 +564,7 @@ def cmd_harmonize(a) -> int:
     if a.notes is not None:
         score, name = parse_notes(a.notes, tempo=a.tempo or 80, time_signature=a.meter or (4, 4)), "the notes"
     else:
-        score, name = read_score(a.input), a.input
+        score, name = read_score(a.input, force=a.force), a.input
     harm = Harmonizer.load(a.model)
     bar = None
     if not a.quiet and sys.stderr.isatty():
@@ -538,14 +591,14 @@ def cmd_harmonize(a) -> int:
     return 0
 
 
-def _read_input(path: str):
+def _read_input(path: str, force: bool = False):
     """(score, None) for a score file, (None, (samples, sample_rate)) for a recording."""
     from cadenza.render.audio import AUDIO_SUFFIXES, read_audio
     from cadenza.score import read_score
 
     if Path(path).suffix.lower() in AUDIO_SUFFIXES:
         return None, read_audio(path)
-    return read_score(path), None
+    return read_score(path, force=force), None
 
 
 def cmd_render(a) -> int:
@@ -554,7 +607,7 @@ def cmd_render(a) -> int:
     if not Path(a.input).exists():
         raise CadenzaError(f"{a.input} not found")
     outs = _check_outputs(a.out)
-    score, rec = _read_input(a.input)
+    score, rec = _read_input(a.input, a.force)
     if score is not None:
         _write_all(score, outs, a, name=a.input, quiet=a.quiet)
         return 0
@@ -604,7 +657,7 @@ def cmd_arrange(a) -> int:
 
     add = parse_instruments(a.add)
     outs = _check_outputs(a.out)
-    score = read_score(a.input)
+    score = read_score(a.input, force=a.force)
     cm = load_model(a.model or _model_for(("instruments", "infill"), a.quiet))
     result = arrange(cm, score, add, style=a.style, key=a.key, temperature=a.temperature, top_p=a.top_p,
                      seed=a.seed)
@@ -624,7 +677,7 @@ def cmd_infill(a) -> int:
         raise CadenzaError(f"cannot read --bars '{a.bars}': use A-B, e.g. 9-12")
     first, last = int(m[1]), int(m[2] or m[1])
     outs = _check_outputs(a.out)
-    score = read_score(a.input)
+    score = read_score(a.input, force=a.force)
     tracks = _track_numbers(a.tracks, score) if a.tracks else None
     cm = load_model(a.model or _model_for(("infill",), a.quiet))
     result = infill(cm, score, first, last, tracks=tracks, style=a.style, temperature=a.temperature,
@@ -642,7 +695,7 @@ def cmd_edit(a) -> int:
     if not (changes or a.transpose or grid or a.tempo):
         raise CadenzaError("nothing to do: give --transpose, --tempo, --program or --quantize")
     outs = _check_outputs(a.out)
-    score = read_score(a.input)
+    score = read_score(a.input, force=a.force)
     for track, inst in changes:
         score = set_program(score, track, inst)
     if a.transpose:
@@ -670,7 +723,7 @@ def cmd_transcribe(a) -> int:
 
 def cmd_audio(a) -> int:
     if a.audio_command == "train":
-        from cadenza.audio.train import AudioTrainConfig, train_audio
+        from cadenza.audio.train import AudioTrainConfig, TimeLimitReached, train_audio
 
         out = Path(a.out)
         if not a.resume and any((out / f).exists() for f in ("codec_checkpoint.pt", "prior_checkpoint.pt")):
@@ -681,22 +734,26 @@ def cmd_audio(a) -> int:
                                batch_size=a.batch_size, ctx=a.ctx, d_model=a.d_model, n_layers=a.n_layers,
                                threads=a.threads, max_minutes=a.max_minutes, precision=a.precision, name=a.name,
                                license=a.license)
-        path = train_audio(cfg, progress=not a.quiet)
+        try:
+            path = train_audio(cfg, progress=not a.quiet)
+        except TimeLimitReached as e:  # a clean, resumable stop, as `train --max-minutes` makes: exit 0
+            print(f"cadenza: {e}", file=sys.stderr)
+            return 0
         print(f"model written to {path}")
         return 0
     from tqdm import tqdm
 
     from cadenza.render.audio import AUDIO_SUFFIXES, read_audio, write_audio
     from cadenza.render.pictures import spectrogram_png
-    from cadenza.tasks.audio import load_audio_model
+    from cadenza.tasks.audio import check_request, load_audio_model
 
     outs = _check_outputs(a.out)
     bad = [o for o in outs if o.suffix.lower() not in AUDIO_SUFFIXES + (".png",)]
     if bad:
         raise CadenzaError(f"cannot write {bad[0]}: `cadenza audio` writes audio (.wav, .flac, .ogg, .mp3) "
                            "or a spectrogram (.png)")
-    if a.audio_command == "continue":
-        prompt, sr = read_audio(a.input)  # the slow parts come after every check
+    prompt = read_audio(a.input) if a.audio_command == "continue" else None
+    check_request(a.model, a.seconds, prompt, a.force)  # the slow parts come after every check
     model = load_audio_model(a.model)
     bar = None if a.quiet else tqdm(desc="audio", unit="frame", dynamic_ncols=True)
 
@@ -705,13 +762,13 @@ def cmd_audio(a) -> int:
             bar.total = total
             bar.update(k - bar.n)  # tqdm redraws at most every 0.1 s
 
-    opts = dict(style=a.style, temperature=a.temperature, top_p=min(a.top_p, 1.0), seed=a.seed, progress=progress)
-    if a.audio_command == "continue":
-        res = model.continue_audio(prompt, sr, a.seconds, **opts)
-    else:
-        res = model.generate_audio(a.seconds, **opts)
-    if bar is not None:
-        bar.close()
+    opts = dict(style=a.style, temperature=a.temperature, top_p=min(a.top_p, 1.0), seed=a.seed, progress=progress,
+                force=a.force)
+    try:  # the bar is closed before an error's line is printed, which it would otherwise overwrite
+        res = model.continue_audio(*prompt, a.seconds, **opts) if prompt else model.generate_audio(a.seconds, **opts)
+    finally:
+        if bar is not None:
+            bar.close()
     marks = [(res.prompt_samples / res.sample_rate, "continuation")] if res.prompt_samples else None
     for o in outs:
         if o.suffix.lower() == ".png":
@@ -734,7 +791,7 @@ def cmd_play(a) -> int:
 
     if not Path(a.input).exists():
         raise CadenzaError(f"{a.input} not found")
-    score, rec = _read_input(a.input)
+    score, rec = _read_input(a.input, a.force)
     if score is not None:
         audio = render_audio(score, soundfont=a.soundfont, sample_rate=a.sample_rate, renderer=a.renderer,
                              name=a.input)
@@ -767,7 +824,10 @@ def cmd_models(a) -> int:
     from cadenza.tasks import list_models
     from cadenza.tasks.compose import find_model
 
-    models = list_models()
+    problems: list[str] = []
+    models = list_models(problems)
+    for line in problems:  # a broken folder is reported and skipped; the others are still listed
+        print(f"cadenza: skipped a model: {line}", file=sys.stderr)
     default = find_model(None).resolve()
     if not models:
         print("no models found")
@@ -786,23 +846,19 @@ def cmd_serve(a) -> int:
     from cadenza.server.settings import Settings
 
     settings = Settings.from_env(host=a.host, port=a.port, model=a.model, workers=a.workers,
-                                 max_queue=a.max_queue, results_dir=Path(a.results) if a.results else None)
-    with socket.socket() as s:  # say clearly when the port is taken, before loading anything
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
+                                 max_queue=a.max_queue, results_dir=Path(a.results) if a.results else None,
+                                 no_token=a.no_token, allow_hosts=",".join(a.allow_host or []) or None)
+    try:  # say clearly when the port is taken, before loading anything
+        family = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((settings.host, settings.port))
-        except OSError as e:
-            raise CadenzaError(f"cannot listen on {settings.host}:{settings.port}: {e.strerror} "
-                               "(choose another with --port)") from None
-    import uvicorn
+    except OSError as e:
+        raise CadenzaError(f"cannot listen on {settings.host}:{settings.port}: {e.strerror or e} "
+                           "(choose another with --port)") from None
+    from cadenza.server.serve import serve
 
-    from cadenza.server.app import create_app
-
-    app = create_app(settings)
-    host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
-    print(f"cadenza studio: http://{host}:{settings.port}/  (Ctrl+C to stop)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
-    return 0
+    return serve(settings)
 
 
 def cmd_quantize(a) -> int:
@@ -842,6 +898,27 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `cadenza generate --stream | head`: the reader left; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as e:  # a bug: one line here, the traceback in a file for the bug report
+        return _internal_error(e, sys.argv[1:] if argv is None else argv)
+
+
+def _internal_error(e: Exception, argv: list[str]) -> int:
+    import shlex
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(e))
+    what = f"cadenza: internal error ({type(e).__name__})"
+    try:
+        fd, path = tempfile.mkstemp(prefix="cadenza-report-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"cadenza {__import__('cadenza').__version__}, Python {sys.version.split()[0]}, {sys.platform}\n"
+                    f"command: cadenza {shlex.join(map(str, argv))}\n\n{text}")
+    except OSError:
+        print(f"{what}; the report could not be written, so here it is:\n{text}", file=sys.stderr)
+        return EXIT_INTERNAL
+    print(f"{what}; the full report is in {path} - please include it in a bug report", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

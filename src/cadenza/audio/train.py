@@ -113,6 +113,10 @@ def _resume(ckpt: Path, key: str, module: torch.nn.Module, opt) -> tuple[int, li
     return ck["step"], json.loads(ck["history"])
 
 
+class TimeLimitReached(CadenzaError):
+    """Training stopped, resumably, at ``max_minutes``: a clean stop (the CLI exits 0, as `train` does)."""
+
+
 def _checkpoint(cfg: AudioTrainConfig, step: int, total: int, t0: float, save, bar, what: str) -> None:
     """Save every ``save_every`` steps and at the end; past ``max_minutes``, save and stop resumably."""
     if step % cfg.save_every == 0 or step == total:
@@ -120,7 +124,7 @@ def _checkpoint(cfg: AudioTrainConfig, step: int, total: int, t0: float, save, b
     if cfg.max_minutes and (time.time() - t0) / 60 > cfg.max_minutes:
         save()
         bar.close()
-        raise CadenzaError(f"stopped after {cfg.max_minutes} minutes at {what} step {step}; continue with --resume")
+        raise TimeLimitReached(f"stopped after {cfg.max_minutes} minutes at {what} step {step}; continue with --resume")
 
 
 # ---- codec ----------------------------------------------------------------------------------------

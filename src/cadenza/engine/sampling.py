@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import torch
 
 from cadenza.errors import CadenzaError
+
+SEED_MAX = 2**32 - 1  # seeds are 0..SEED_MAX (what the CLI and the studio accept; torch takes any of them)
 
 
 @dataclass
@@ -55,10 +59,17 @@ class SamplingConfig:
     seed: int | None = None
 
     def validate(self) -> "SamplingConfig":
+        for name, v in (("temperature", self.temperature), ("top-p", self.top_p),
+                        ("repetition penalty", self.repetition_penalty)):
+            if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v):
+                raise CadenzaError(f"{name} must be a finite number (got {v})")
         if not self.temperature > 0:
             raise CadenzaError(f"temperature must be greater than 0 (got {self.temperature})")
-        if self.top_k < 0:
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, Integral) or self.top_k < 0:
             raise CadenzaError(f"top-k must be 0 (off) or positive (got {self.top_k})")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, Integral)
+                                      or not 0 <= self.seed <= SEED_MAX):
+            raise CadenzaError(f"seed must be a whole number from 0 to {SEED_MAX} (got {self.seed})")
         if not 0 < self.top_p <= 1:
             raise CadenzaError(f"top-p must be in (0, 1] (got {self.top_p})")
         if self.repeat_rate is not None and not 0 <= self.repeat_rate <= 1:

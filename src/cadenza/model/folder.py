@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from cadenza.errors import ModelError
@@ -91,6 +92,7 @@ def save_model_folder(path: str | Path, model: Transformer, config: dict, card: 
 
 
 def read_config(path: str | Path) -> dict:
+    """A model folder's config.json, its model section checked (``ModelConfig.check``); no weight is read."""
     path = Path(path)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
@@ -99,19 +101,76 @@ def read_config(path: str | Path) -> dict:
         cfg = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e:
         raise ModelError(f"{cfg_file}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    if cfg.get("format") != FORMAT or "model" not in cfg:
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelError(f"{cfg_file}: cannot be read ({e.strerror if isinstance(e, OSError) else 'not text'})") \
+            from None
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT or "model" not in cfg:
         raise ModelError(f"{cfg_file}: not a cadenza model config")
+    try:
+        ModelConfig.from_dict(cfg["model"])
+    except ModelError as e:
+        raise ModelError(f"{cfg_file}: {e}") from None
     return cfg
 
 
+def weight_shapes(weights: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """{tensor name: (shape, dtype)} of a safetensors file, from its header alone (no tensor is loaded)."""
+    if not weights.is_file():
+        raise ModelError(f"{weights.parent}: no {weights.name}")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            return {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for truncated or foreign files
+        raise ModelError(f"{weights}: cannot read weights ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
+            from None
+
+
+def check_weights(path: str | Path, mcfg: ModelConfig) -> None:
+    """The folder's model.safetensors holds exactly the tensors ``mcfg`` implies, by the shapes in its
+    header (so a config that does not describe its weights fails before any tensor is made); else one
+    ModelError naming the file and the config field."""
+    weights = Path(path) / "model.safetensors"
+    problem = _shape_problem(mcfg, weight_shapes(weights))
+    if problem:
+        raise ModelError(f"{weights}: {problem}")
+
+
+def _shape_problem(mcfg: ModelConfig, have: dict) -> str | None:
+    fields = mcfg.param_fields()
+    tensors = {k: v for k, v in have.items() if not k.endswith(SCALE_SUFFIX)}
+    layers = {k.split(".")[1] for k in tensors if k.startswith("layers.")}
+    if len(layers) != mcfg.n_layers:
+        return f"config.json has model.n_layers {mcfg.n_layers} but the weights hold {len(layers)} layers"
+    for name, dims in fields.items():
+        if name not in tensors:
+            return f"no tensor {name}, which config.json's model section implies"
+        shape, want = tensors[name][0], tuple(getattr(mcfg, f) for f in dims)
+        if shape != want:
+            bad = next((f for f, a, b in zip(dims, shape, want) if a != b), dims[0])
+            return (f"config.json has model.{bad} {getattr(mcfg, bad)} but the weights' {name} is "
+                    f"{' x '.join(map(str, shape))}")
+        if tensors[name][1] not in ("F16", "BF16", "F32", "I8"):
+            return f"{name} is stored as {tensors[name][1]}, not a float or int8 type"
+    extra = sorted(set(have) - set(fields) - {k + SCALE_SUFFIX for k in tensors if tensors[k][1] == "I8"})
+    if extra:
+        return f"tensor {extra[0]} is not one config.json's model section describes"
+    for k, (shape, dtype) in tensors.items():
+        if dtype == "I8" and have.get(k + SCALE_SUFFIX, ((), ""))[0] != shape[:1]:
+            return f"int8 tensor {k} has no matching per-row scale"
+    return None
+
+
 def load_model_folder(path: str | Path, device: str = "cpu") -> tuple[Transformer, dict]:
-    """Load (model, config) from a folder; weights come back as float32 on ``device``."""
+    """Load (model, config) from a folder; weights come back as float32 on ``device``.
+
+    The config and the weight file's header are checked first (``read_config``, ``check_weights``): a
+    folder whose config asks for more than its weights hold fails with one line before any allocation."""
     path = Path(path)
     cfg = read_config(path)
     weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise ModelError(f"{path}: no model.safetensors")
-    model = Transformer(ModelConfig.from_dict(cfg["model"]))
+    mcfg = ModelConfig.from_dict(cfg["model"])
+    check_weights(path, mcfg)
+    model = Transformer(mcfg)
     try:
         state = load_file(str(weights), device=device)
     except Exception as e:  # safetensors raises its own error types for truncated files

@@ -9,11 +9,19 @@ allocation and no concatenation.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from cadenza.errors import ModelError
+
+# the sizes a model folder's config may give, checked before any tensor is made: far above the bundled
+# models (d_model 256, 6 layers, 1024 positions), far below a config that asks for gigabytes by mistake
+SIZES = {"vocab_size": (1, 1_000_000), "d_model": (2, 8192), "n_layers": (1, 256), "n_heads": (1, 256),
+         "d_ff": (1, 65536), "max_seq_len": (1, 65536)}
 
 
 @dataclass
@@ -37,7 +45,42 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """A config from its JSON object, checked (``check``): a bad one raises a ModelError naming the field."""
+        if not isinstance(d, dict):
+            raise ModelError(f"the model section must be an object of sizes, not {type(d).__name__}")
+        if "vocab_size" not in d:
+            raise ModelError("model.vocab_size is missing")
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__}).check()
+
+    def check(self) -> "ModelConfig":
+        """Every size a whole number within SIZES, the width split into heads of even size (rotary positions
+        rotate pairs), the rest positive finite numbers; else a ModelError naming the field."""
+        for name, (lo, hi) in SIZES.items():
+            v = getattr(self, name)
+            if type(v) is not int or not lo <= v <= hi:
+                raise ModelError(f"model.{name} must be a whole number from {lo} to {hi} (got {v!r})")
+        if self.d_model % self.n_heads or self.head_dim % 2:
+            raise ModelError(f"model.d_model ({self.d_model}) must split into model.n_heads ({self.n_heads}) "
+                             "heads of an even size")
+        for name, ok in (("rope_theta", lambda v: v > 0), ("norm_eps", lambda v: 0 < v < 1),
+                         ("dropout", lambda v: 0 <= v < 1)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+                raise ModelError(f"model.{name} is out of range (got {v!r})")
+        return self
+
+    def param_fields(self) -> dict[str, tuple[str, ...]]:
+        """{parameter name: the config fields that give its shape}: the tensors a weight file must hold."""
+        D, F_, V = "d_model", "d_ff", "vocab_size"
+        out = {"embed_tokens.weight": (V, D)}
+        for i in range(self.n_layers):
+            p = f"layers.{i}."
+            out.update({p + "input_layernorm.weight": (D,), p + "post_attention_layernorm.weight": (D,),
+                        **{p + f"self_attn.{x}_proj.weight": (D, D) for x in "qkvo"},
+                        p + "mlp.gate_proj.weight": (F_, D), p + "mlp.up_proj.weight": (F_, D),
+                        p + "mlp.down_proj.weight": (D, F_)})
+        out.update({"norm.weight": (D,), "lm_head.weight": (V, D)})
+        return out
 
 
 def rope_tables(cfg: ModelConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,10 +23,12 @@ import numpy as np
 import torch
 
 from cadenza.errors import CadenzaError, ModelError
+from cadenza.limits import LIMITS
 
 DEFAULT_AUDIO_MODEL = "audio"
 DECODE_CONTEXT_FRAMES = 32  # code frames of the prompt (about 1 s) decoded with the continuation
-MAX_SECONDS = 600.0
+MIN_PROMPT_FRAMES = 4  # code frames a prompt needs to be continued
+MAX_SECONDS = 600.0  # new audio asked for at once (force lifts it)
 
 
 @dataclass
@@ -46,27 +48,70 @@ class AudioResult:
         return self.samples[self.prompt_samples:]
 
 
-def _check_seconds(seconds: float) -> float:
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+def _check_seconds(seconds: float, frame_seconds: float = 0.0, force: bool = False) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+            or seconds <= 0:
         raise CadenzaError(f"seconds must be a positive number (got {seconds})")
-    if seconds > MAX_SECONDS:
-        raise CadenzaError(f"seconds must be at most {MAX_SECONDS:.0f} (got {seconds})")
+    if seconds < frame_seconds:  # less than one code frame would write an empty file
+        raise CadenzaError(f"seconds must be at least one codec frame, {frame_seconds:.3f} s (got {seconds})")
+    if seconds > MAX_SECONDS and not force:
+        raise CadenzaError(f"seconds must be at most {MAX_SECONDS:.0f} (got {seconds}; --force lifts this limit)")
     return float(seconds)
+
+
+def _check_prompt(audio: np.ndarray, sample_rate: int, frame_seconds: float, force: bool = False) -> None:
+    """A recording to continue: not too many channels, not longer than LIMITS.audio_seconds (unless
+    ``force``), long enough to encode, not silent."""
+    seconds = len(audio) / sample_rate
+    if audio.ndim == 2 and audio.shape[1] > LIMITS.audio_channels:
+        raise CadenzaError(f"the prompt has {audio.shape[1]} channels: at most {LIMITS.audio_channels}")
+    if seconds > LIMITS.audio_seconds and not force:
+        raise CadenzaError(f"the prompt is {seconds:.0f} s long: at most {LIMITS.audio_seconds:.0f} s "
+                           "(cut it, or --force lifts this limit)")
+    if seconds < MIN_PROMPT_FRAMES * frame_seconds:
+        raise CadenzaError(f"the prompt is too short: at least {MIN_PROMPT_FRAMES * frame_seconds:.2f} s needed")
+    if not len(audio) or float(np.abs(audio).max()) < 1e-4:
+        raise CadenzaError(f"the prompt is silent ({seconds:.0f} s without sound): nothing to continue")
+
+
+def _audio_folder(name) -> tuple[Path, dict]:
+    """(folder, config) of an audio model by name or folder, its config checked; no weight is read."""
+    from cadenza.model import read_config
+    from cadenza.tasks.compose import find_model
+
+    path = find_model(name or DEFAULT_AUDIO_MODEL)
+    cfg = read_config(path)
+    if cfg.get("family") != "audio-lm" or not isinstance(cfg.get("codec"), dict):
+        raise ModelError(f"model {cfg.get('name', path.name)} is a {cfg.get('family', '?')} model, not an audio "
+                         f"model (the bundled one is '{DEFAULT_AUDIO_MODEL}')")
+    return path, cfg
+
+
+def check_request(name, seconds: float, prompt: tuple[np.ndarray, int] | None = None, force: bool = False) -> None:
+    """``cadenza audio``'s length and prompt (samples, sample rate), checked before the model loads."""
+    from cadenza.audio.codec import CodecConfig
+
+    path, cfg = _audio_folder(name)
+    try:
+        c = CodecConfig.from_dict(cfg["codec"])
+        frame_seconds = c.frame_samples / c.sample_rate
+    except (TypeError, ValueError, ZeroDivisionError) as e:
+        raise ModelError(f"{path / 'config.json'}: the codec section cannot be read ({e})") from None
+    _check_seconds(seconds, frame_seconds, force)
+    if prompt is not None:
+        _check_prompt(np.asarray(prompt[0]), prompt[1], frame_seconds, force)
 
 
 def load_audio_model(name: str | os.PathLike | None = None) -> "AudioModel":
     """An audio model by bundled name or folder (default: the bundled ``audio`` model)."""
     from cadenza.audio.codec import CodecConfig, SpectralCodec
-    from cadenza.model import load_model_folder, read_config
+    from cadenza.model import load_model_folder
     from cadenza.model.folder import load_extra
-    from cadenza.tasks.compose import find_model
+    from cadenza.tasks.compose import checked_folder
     from cadenza.tokenizers import tokenizer_from_config
 
-    path = find_model(name or DEFAULT_AUDIO_MODEL)
-    cfg = read_config(path)
-    if cfg.get("family") != "audio-lm" or "codec" not in cfg:
-        raise ModelError(f"model {cfg.get('name', path.name)} is a {cfg.get('family', '?')} model, not an audio "
-                         f"model (the bundled one is '{DEFAULT_AUDIO_MODEL}')")
+    path, _ = _audio_folder(name)
+    checked_folder(path)
     prior, cfg = load_model_folder(path)
     codec = SpectralCodec(CodecConfig.from_dict(cfg["codec"]))
     state = load_extra(path, "codec.safetensors")
@@ -159,13 +204,15 @@ class AudioModel:
     # ---- tasks -----------------------------------------------------------------------------------
     def continue_audio(self, audio: np.ndarray, sample_rate: int, seconds: float, *, style: str | None = None,
                        temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, seed: int | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> AudioResult:
-        """The prompt (its samples untouched, at its own rate and channels) followed by ``seconds`` more."""
-        seconds = _check_seconds(seconds)
+                       progress: Callable[[int, int], None] | None = None, force: bool = False) -> AudioResult:
+        """The prompt (its samples untouched, at its own rate and channels) followed by ``seconds`` more.
+        ``force`` lifts the limits on lengths (MAX_SECONDS, LIMITS.audio_seconds)."""
+        c = self.codec.cfg
+        seconds = _check_seconds(seconds, c.frame_samples / c.sample_rate, force)
         t0 = time.time()
         audio = np.asarray(audio, dtype=np.float32)
+        _check_prompt(audio, sample_rate, c.frame_samples / c.sample_rate, force)
         y, gain = self.prepare(audio, sample_rate)
-        c = self.codec.cfg
         codes = self.encode(y) if len(y) >= 4 * c.frame_samples else np.zeros((c.n_q, 0))
         if codes.shape[1] < 4:
             raise CadenzaError(f"the prompt is too short: at least {4 * c.frame_samples / c.sample_rate:.2f} s needed")
@@ -193,13 +240,13 @@ class AudioModel:
 
     def generate_audio(self, seconds: float, *, style: str | None = None, temperature: float = 1.0,
                        top_p: float = 1.0, top_k: int = 0, seed: int | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> AudioResult:
-        """``seconds`` of new audio in a style, from nothing but the style token."""
-        seconds = _check_seconds(seconds)
+                       progress: Callable[[int, int], None] | None = None, force: bool = False) -> AudioResult:
+        """``seconds`` of new audio in a style, from nothing but the style token (``force``: no MAX_SECONDS)."""
+        c = self.codec.cfg
+        seconds = _check_seconds(seconds, c.frame_samples / c.sample_rate, force)
         if style is not None and style not in self.styles:
             raise CadenzaError(f"unknown style '{style}' (this audio model knows: {', '.join(self.styles)})")
         t0 = time.time()
-        c = self.codec.cfg
         frames = math.ceil(seconds * c.sample_rate / c.frame_samples)
         new = self.sample_codes(np.zeros((self.tokenizer.n_q, 0), np.int64), frames, style, temperature, top_p, top_k,
                                 seed, progress=(lambda k: progress(k, frames)) if progress else None)

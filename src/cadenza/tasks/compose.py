@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -17,7 +18,9 @@ import symusic
 from cadenza.engine import SamplingConfig, StopConfig, generate, stream
 from cadenza.engine.notes import NoteEvent
 from cadenza.errors import CadenzaError, ModelError
-from cadenza.model import load_model_folder, read_config
+from cadenza.limits import LIMITS
+from cadenza.model import ModelConfig, load_model_folder, read_config
+from cadenza.model.folder import check_weights
 from cadenza.score.build import at_tpq
 from cadenza.tokenizers import tokenizer_from_config
 from cadenza.tokenizers.remi import T_BAR, T_DUR, T_PITCH, T_DRUM, T_PROG, T_VEL
@@ -65,8 +68,30 @@ def model_with_controls(needs) -> str | None:
     return None
 
 
-def list_models() -> list[dict]:
-    """Bundled and local models with their styles."""
+def checked_folder(path: str | os.PathLike):
+    """(config, tokenizer) of a model folder, checked before any weight is loaded: the config's sizes, the
+    weight file's tensor shapes (from its header) and the tokenizer's vocabulary; else one ModelError."""
+    path = Path(path)
+    cfg = read_config(path)
+    check_weights(path, ModelConfig.from_dict(cfg["model"]))
+    where = path / "config.json"
+    if not isinstance(cfg.get("tokenizer"), dict):
+        raise ModelError(f"{where}: the tokenizer section is missing or not an object")
+    try:
+        tok = tokenizer_from_config(cfg["tokenizer"])
+    except ModelError as e:
+        raise ModelError(f"{where}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        raise ModelError(f"{where}: the tokenizer section cannot be read ({type(e).__name__}: {e})") from None
+    if tok.vocab_size != cfg["model"]["vocab_size"]:
+        raise ModelError(f"{where}: model.vocab_size is {cfg['model']['vocab_size']} but the tokenizer has "
+                         f"{tok.vocab_size} tokens")
+    return cfg, tok
+
+
+def list_models(problems: list[str] | None = None) -> list[dict]:
+    """Bundled and local models with their styles; a folder that fails ``checked_folder`` is left out
+    (and its one-line reason appended to ``problems`` when given)."""
     out = []
     for kind, base in (("bundled", BUNDLED_DIR), ("local", local_models_dir())):
         if not base.is_dir():
@@ -74,8 +99,10 @@ def list_models() -> list[dict]:
         for d in sorted(base.iterdir()):
             if (d / "config.json").is_file():
                 try:
-                    cfg = read_config(d)
-                except ModelError:
+                    cfg, _ = checked_folder(d)
+                except ModelError as e:
+                    if problems is not None:
+                        problems.append(str(e))
                     continue
                 out.append({"name": d.name, "kind": kind, "path": str(d), "styles": cfg.get("styles", []),
                             "family": cfg.get("family", "?"),
@@ -86,14 +113,37 @@ def list_models() -> list[dict]:
 def load_model(name: str | os.PathLike | None = None, device: str = "cpu") -> "CadenzaModel":
     """Load a model by name or folder (default: the bundled default model)."""
     path = find_model(name)
+    _, tok = checked_folder(path)
     model, cfg = load_model_folder(path, device=device)
-    tok = tokenizer_from_config(cfg["tokenizer"])
     if getattr(tok, "scheme", "remi") != "remi":
         hint = {"grid": " (use `cadenza harmonize`)", "audio": " (use `cadenza audio continue` or `cadenza audio generate`)"
                 }.get(tok.scheme, "")
         raise ModelError(f"model {cfg.get('name', path.name)} is a {cfg.get('family', tok.scheme)} model; "
                          f"`generate` needs a multi-track (remi-lm) model{hint}")
     return CadenzaModel(model, tok, cfg, path)
+
+
+def check_length(bars=None, seconds=None, max_tokens=None, force: bool = True) -> None:
+    """A piece's length as asked: whole bars and tokens, finite seconds, all more than 0; and, unless
+    ``force``, at most ``LIMITS.bars`` bars and ``LIMITS.seconds`` seconds (the CLI's limits: a request
+    for a billion bars would run until killed)."""
+    for name, v, whole, limit in (("bars", bars, True, LIMITS.bars), ("seconds", seconds, False, LIMITS.seconds),
+                                  ("max tokens", max_tokens, True, None)):
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, Integral if whole else Real) or not math.isfinite(v):
+            raise CadenzaError(f"{name} must be a {'whole' if whole else 'finite'} number (got {v})")
+        if v <= 0:
+            raise CadenzaError(f"{name} must be greater than 0 (got {v})")
+        if limit is not None and not force and v > limit:
+            raise CadenzaError(f"{name} must be at most {limit:g} (got {v}; --force lifts this limit)")
+
+
+def check_request(bars=None, seconds=None, max_tokens=None, force: bool = False, **sampling) -> SamplingConfig:
+    """A generation request's length (``check_length``) and sampling settings (``SamplingConfig.validate``),
+    checked before any model is loaded; ``sampling``: SamplingConfig fields (temperature, top_k, seed...)."""
+    check_length(bars, seconds, max_tokens, force)
+    return SamplingConfig(**sampling).validate()
 
 
 # a key inferred from the prompt pulls less than one asked for: at the full 1.5, continuations of real
@@ -155,9 +205,7 @@ class CadenzaModel:
         tok = self.tokenizer
         if isinstance(prompt, (str, os.PathLike)):
             prompt = read_score(prompt)
-        for name, v in (("bars", bars), ("seconds", seconds), ("max tokens", max_tokens)):
-            if v is not None and v <= 0:
-                raise CadenzaError(f"{name} must be greater than 0 (got {v})")
+        check_length(bars, seconds, max_tokens)
         if variations < 1:
             raise CadenzaError(f"variations must be at least 1 (got {variations})")
         if tempo is not None and not 10 <= tempo <= 400:
