@@ -196,8 +196,8 @@ def weighted_real_se(gen_by: dict, real_by_style: dict, fam: str, m: str) -> flo
 def within_noise(g: float, r: float, se_g: float, se_r: float) -> float:
     """1 where generated and real differ by at most 25% or two standard errors of their difference (a
     family with 4 generated parts, or a figure near 0 like the drums' longest silence, moves more than
-    25% from one set of seeds to the next)."""
-    if not (np.isfinite(g) and np.isfinite(r)):
+    25% from one set of seeds to the next); nan where a side has no standard error (one part)."""
+    if not (np.isfinite(g) and np.isfinite(r) and np.isfinite(se_g)):  # nan: fewer than 2 generated parts
         return float("nan")
     noise = 2.0 * np.sqrt(np.nan_to_num(se_g) ** 2 + np.nan_to_num(se_r) ** 2)
     return int(abs(g - r) <= max(TOLERANCE * abs(r), noise))

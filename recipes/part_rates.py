@@ -31,6 +31,7 @@ from cadenza.train.corpora import Source, as_trained, iter_pieces
 
 
 QUANTILES = 32  # run lengths are kept as this many quantiles: the distribution, in a few numbers
+MIN_PARTS = 8  # a family with fewer parts in a style is left to the other styles' figures ("*")
 PATTERN_BARS = 160  # a real part's pattern of playing bars is kept over its piece's first bars (4 minutes)
 
 
@@ -93,6 +94,7 @@ def style_rates(tokenizer, sources: list[str], style: str, pieces: int) -> tuple
             n += 1
     print(f"{style}: {n} pieces, " + ", ".join(f"{f} {np.mean(v['rate']):.2f}/beat in {np.mean(v['share']):.2f} "
                                                f"of bars" for f, v in sorted(by_family.items())), file=sys.stderr)
+    by_family = {f: v for f, v in by_family.items() if len(v["rate"]) >= MIN_PARTS}
     rates = {f: round(float(np.mean(v["rate"])), 3) for f, v in by_family.items()}
     plans = {f: {"share": round(float(np.mean(v["share"])), 3), "on_rate": round(float(np.mean(v["on_rate"])), 3),
                  **{k: _quantiles(v[k]) for k in ("lead_in", "on_runs", "off_runs")}, "patterns": v["patterns"]}
