@@ -1,7 +1,7 @@
 """The generation engine's speed, long pieces, loops and live timing, in one run.
 
     python bench/generate_speed.py [--model NAME|DIR] [--tokens 256] [--pieces 20] [--live-seconds 120]
-                                   [--only speed,long,loops,live,int8] [--threads 2]
+                                   [--only speed,threads,long,loops,live,int8] [--threads 2]
 
 Prints one ``name: value`` line per figure on stdout (progress on stderr). Protocols
 (guide/benchmarks.md, section 2):
@@ -35,6 +35,9 @@ Prints one ``name: value`` line per figure on stdout (progress on stderr). Proto
   validation chorales of the music21 Bach corpus (the split training held out). int8 is a storage
   format only: int8 matmuls at batch 1 on this CPU measured 2.5-15x slower than float32 (torch's
   dynamic and weight-only int8 kernels), so the engine dequantizes on load.
+- ``tokens_per_s_threads_{1,2}_{idle,busy}`` (``--only threads``): the speed protocol at 1 and 2 torch
+  threads, alone and beside another process busy on one core; ``default_threads``: the engine's
+  default for this machine (``cadenza.engine.threads``), ``usable_cores``.
 - ``live_event_p99_ms``: a ``--live-seconds`` live session (generation ahead of playback) to an
   in-process sink: the 99th percentile of (sent - due) over every note event.
 """
@@ -199,6 +202,37 @@ def bench_speed(model, a) -> None:
     emit("per_token_over_floor_compiled", per_token_c / fl)
 
 
+def _tokens_per_s_at(model, threads: int, n: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    cadenza_tokens_per_s(model, 16)  # warm-up
+    return float(np.median([cadenza_tokens_per_s(model, n, seed=k) for k in range(3)]))
+
+
+def bench_threads(model, a) -> None:
+    """Decoding speed at 1 and 2 threads, alone and beside a process busy on one core, and the
+    engine's default (``cadenza.engine.threads.decode_threads``) for this machine."""
+    import torch
+
+    from cadenza.engine.threads import decode_threads, usable_cores
+
+    before = torch.get_num_threads()
+    emit("usable_cores", usable_cores())
+    emit("default_threads", decode_threads())
+    for k in (1, 2):
+        emit(f"tokens_per_s_threads_{k}_idle", _tokens_per_s_at(model, k, a.tokens))
+    peer = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # another busy process
+    try:
+        time.sleep(0.5)
+        for k in (1, 2):
+            emit(f"tokens_per_s_threads_{k}_busy", _tokens_per_s_at(model, k, a.tokens))
+    finally:
+        peer.kill()
+        peer.wait()
+        torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------------ long piece
 def bench_long(a) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -310,7 +344,7 @@ def main() -> None:
     ap.add_argument("--pieces", type=int, default=20, help="long pieces for the loop rates (default 20)")
     ap.add_argument("--bars", type=int, default=64, help="bars per long piece (default 64)")
     ap.add_argument("--live-seconds", type=float, default=120.0, help="live session length (default 120)")
-    ap.add_argument("--only", default="speed,long,loops,live,int8", help="comma-separated parts to run")
+    ap.add_argument("--only", default="speed,threads,long,loops,live,int8", help="comma-separated parts to run")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     import torch
@@ -324,6 +358,8 @@ def main() -> None:
     parts = set(a.only.split(","))
     if "speed" in parts:
         bench_speed(model, a)
+    if "threads" in parts:
+        bench_threads(model, a)
     if "long" in parts:
         bench_long(a)
     if "loops" in parts:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -353,6 +355,22 @@ def _render_flags(p: argparse.ArgumentParser, play: bool) -> None:
 def _force_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="lift the limits on input size and length asked for "
                    "(see the README's Limits table), for a machine that can take more")
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for the model (default: a quarter of "
+                   "the cores, 1 to 4; or $CADENZA_THREADS)")
+
+
+def _decoding_threads(a) -> None:
+    """Every command but training runs the model one token at a time: few threads (engine/threads.py)."""
+    if a.command in ("train", "models", "quantize", "live") or getattr(a, "audio_command", None) == "train":
+        return
+    from cadenza.engine.threads import set_decode_threads
+
+    set_decode_threads(getattr(a, "threads", None))
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM: leave like Ctrl-C, so files being written are cleaned up (exit 143)."""
+    raise SystemExit(128 + signum)
 
 
 def _render_options(a):
@@ -884,7 +902,18 @@ def main(argv: list[str] | None = None) -> int:
     if a.command is None:
         parser.print_help()
         return EXIT_USAGE
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
+        return _run(a, argv)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _run(a, argv: list[str] | None) -> int:
+    try:
+        _decoding_threads(a)
         return {"generate": cmd_generate, "harmonize": cmd_harmonize, "train": cmd_train,
                 "models": cmd_models, "render": cmd_render, "play": cmd_play, "live": _cmd_live,
                 "quantize": cmd_quantize, "serve": cmd_serve, "edit": cmd_edit, "transcribe": cmd_transcribe,
