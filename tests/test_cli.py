@@ -257,6 +257,7 @@ def test_a_signal_during_training_saves_a_checkpoint(tmp_path, sig):
     import signal
     import subprocess
     import sys
+    import threading
     import time
 
     import torch
@@ -270,18 +271,23 @@ def test_a_signal_during_training_saves_a_checkpoint(tmp_path, sig):
             "--batch-size", "2", "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "32",
             "--eval-every", "1000000", "--save-every", "1000000", "--valid-fraction", "0.25", "--threads", "1"]
     proc = subprocess.Popen(args + ["--steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(lambda: proc.stderr.read(64), "")), daemon=True)
+    reader.start()
     try:
-        for _ in range(600):  # the progress bar shows steps once training runs
+        for _ in range(1500):  # until the training progress bar shows steps
             time.sleep(0.2)
-            if (out / "data_stats.json").exists():
+            if "step/s" in "".join(lines) or "s/step" in "".join(lines):
                 break
-        time.sleep(3)
+        time.sleep(1)
         assert not (out / "checkpoint.pt").exists()  # no scheduled checkpoint: the signal's is the first
         proc.send_signal(getattr(signal, sig))
-        err = proc.communicate(timeout=60)[1]
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+        err = "".join(lines)
     finally:
         proc.kill()
-    assert proc.returncode == (130 if sig == "SIGINT" else -signal.SIGTERM), err[-500:]
+    assert proc.returncode == (130 if sig == "SIGINT" else 128 + signal.SIGTERM), err[-500:]
     assert "checkpoint saved" in err
     step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
     assert step > 0
