@@ -293,3 +293,20 @@ def test_a_four_minute_piece_is_written_to_ogg(tmp_path):
     assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-300:]}"
     info = soundfile.info(str(tmp_path / "long.ogg"))
     assert abs(info.duration - 240) < 0.1 and info.channels == 2
+
+
+def test_recordings_are_bounded_before_they_are_read(tmp_path):
+    """A 1-hour recording was read whole (2.8 GB) before any check; NaN samples reached librosa."""
+    from cadenza.errors import CadenzaError
+    from cadenza.render.audio import read_audio
+
+    long = tmp_path / "hour.wav"
+    with soundfile.SoundFile(str(long), "w", 8000, 1, subtype="PCM_16") as f:  # 601 s of silence, 9.6 MB
+        f.write(np.zeros(8000 * 601, dtype=np.int16))
+    with pytest.raises(CadenzaError, match="at most 10 .*--force"):
+        read_audio(long)
+    assert len(read_audio(long, force=True)[0]) == 8000 * 601
+    nan = tmp_path / "nan.wav"
+    soundfile.write(str(nan), np.array([0.0, np.nan, 0.1] * 1000, dtype=np.float32), 8000, subtype="FLOAT")
+    with pytest.raises(CadenzaError, match="not numbers"):
+        read_audio(nan)

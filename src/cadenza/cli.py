@@ -503,7 +503,7 @@ def cmd_generate(a) -> int:
         from cadenza.audio.transcribe import transcribe
 
         # a hummed, sung or played melody: its notes (on a 16th-note grid, the model's own) are the seed
-        prompt = transcribe(a.prompt, tempo=a.tempo, quantize="1/16", program=first_prog or 0)
+        prompt = transcribe(a.prompt, force=a.force, tempo=a.tempo, quantize="1/16", program=first_prog or 0)
         if not a.quiet:
             from cadenza.score import count_notes, score_seconds
 
@@ -615,7 +615,7 @@ def _read_input(path: str, force: bool = False):
     from cadenza.score import read_score
 
     if Path(path).suffix.lower() in AUDIO_SUFFIXES:
-        return None, read_audio(path)
+        return None, read_audio(path, force=force)
     return read_score(path, force=force), None
 
 
@@ -734,7 +734,7 @@ def cmd_transcribe(a) -> int:
     if drum:
         raise CadenzaError("--instrument: a melody cannot be transcribed onto drums")
     outs = _check_outputs(a.out)
-    score = transcribe(a.input, tempo=a.tempo, quantize=a.quantize, program=program)
+    score = transcribe(a.input, force=a.force, tempo=a.tempo, quantize=a.quantize, program=program)
     _write_all(score, outs, a, name=a.input, quiet=a.quiet)
     return 0
 
@@ -770,7 +770,7 @@ def cmd_audio(a) -> int:
     if bad:
         raise CadenzaError(f"cannot write {bad[0]}: `cadenza audio` writes audio (.wav, .flac, .ogg, .mp3) "
                            "or a spectrogram (.png)")
-    prompt = read_audio(a.input) if a.audio_command == "continue" else None
+    prompt = read_audio(a.input, force=a.force) if a.audio_command == "continue" else None
     check_request(a.model, a.seconds, prompt, a.force)  # the slow parts come after every check
     model = load_audio_model(a.model)
     bar = None if a.quiet else tqdm(desc="audio", unit="frame", dynamic_ncols=True)

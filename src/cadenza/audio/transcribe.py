@@ -159,9 +159,10 @@ def find_notes(feat: dict[str, np.ndarray], min_note_s: float = 0.06) -> list[tu
     return notes
 
 
-def transcribe(path: str | os.PathLike, **kw) -> symusic.Score:
-    """Notes of a recording (.wav/.flac/.ogg/.mp3): see ``transcribe_array``."""
+def transcribe(path: str | os.PathLike, force: bool = False, **kw) -> symusic.Score:
+    """Notes of a recording (.wav/.flac/.ogg/.mp3): see ``transcribe_array``; ``force`` lifts the
+    input length limit."""
     from cadenza.render.audio import read_audio
 
-    data, sr = read_audio(Path(path))
+    data, sr = read_audio(Path(path), force=force)
     return transcribe_array(data, sr, **kw)

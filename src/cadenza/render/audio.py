@@ -418,17 +418,29 @@ def write_audio(path: str | os.PathLike, audio: Audio | np.ndarray, sample_rate:
     return path
 
 
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """(samples (N, channels) float32, sample rate) from a .wav/.flac/.ogg/.mp3 file."""
+def read_audio(path: str | os.PathLike, force: bool = False) -> tuple[np.ndarray, int]:
+    """(samples (N, channels) float32, sample rate) from a .wav/.flac/.ogg/.mp3 file, within the input
+    limits (``cadenza.limits``: length, checked from the header before any sample is read, and
+    channels; ``force`` lifts the length) and with finite samples."""
     import soundfile as sf
+
+    from cadenza.limits import LIMITS, cap
 
     p = Path(path)
     if not p.is_file():
         raise CadenzaError(f"{p} not found")
     try:
+        info = sf.info(str(p))
+        if info.channels > LIMITS.audio_channels:
+            raise CadenzaError(f"{p.name} has {info.channels} channels; cadenza takes at most {LIMITS.audio_channels}")
+        if info.duration > cap("audio_seconds", force):  # a 1-hour file read whole took 2.8 GB
+            raise CadenzaError(f"{p.name} lasts {info.duration / 60:.1f} minutes; cadenza takes at most "
+                               f"{LIMITS.audio_seconds / 60:.0f} (--force lifts this)")
         data, sr = sf.read(str(p), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as e:
         raise CadenzaError(f"cannot read {p} as audio: {str(e).splitlines()[0]}") from None
     if not len(data):
         raise CadenzaError(f"{p} holds no audio samples")
+    if not np.isfinite(data).all():  # NaN or infinite samples (a float WAV can hold them)
+        raise CadenzaError(f"{p.name} has samples that are not numbers (NaN or infinite)")
     return data, int(sr)
