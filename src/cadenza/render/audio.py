@@ -434,8 +434,8 @@ def read_audio(path: str | os.PathLike, force: bool = False) -> tuple[np.ndarray
         if info.channels > LIMITS.audio_channels:
             raise CadenzaError(f"{p.name} has {info.channels} channels; cadenza takes at most {LIMITS.audio_channels}")
         if info.duration > cap("audio_seconds", force):  # a 1-hour file read whole took 2.8 GB
-            raise CadenzaError(f"{p.name} lasts {info.duration / 60:.1f} minutes; cadenza takes at most "
-                               f"{LIMITS.audio_seconds / 60:.0f} (--force lifts this)")
+            raise CadenzaError(f"{p.name} lasts {info.duration:.0f} s; cadenza takes at most "
+                               f"{LIMITS.audio_seconds:.0f} s (--force lifts this)")
         data, sr = sf.read(str(p), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as e:
         raise CadenzaError(f"cannot read {p} as audio: {str(e).splitlines()[0]}") from None
