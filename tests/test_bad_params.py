@@ -244,3 +244,16 @@ def test_force_reaches_the_score_reader(monkeypatch, tmp_path):
     for extra in ([], ["--force"]):
         assert main(["edit", "in.mid", "--transpose", "1", "--out", str(tmp_path / "o.mid"), *extra]) == 1
     assert seen == [False, True]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--max-tokens", "300000"], "max tokens must be at most"),
+    (["--variations", "17"], "variations must be a whole number from 1 to 16"),
+])
+def test_tokens_and_variations_are_bounded_before_the_model_loads(capsys, args, words):
+    """--max-tokens and --variations had no bound: a huge value ran or allocated without limit."""
+    from cadenza.cli import main
+
+    code = main(["generate", "--model", "/nonexistent-model-folder", *args, "--out", "x.mid"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and words in err[0], err

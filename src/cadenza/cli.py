@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of bars that may restate one of the last 1, 2 or 4 bars (auto: the style's own "
                           "rate, measured on its training pieces; off: no control)")
     smp.add_argument("--seed", type=_seed, help=SEED_HELP.format("piece"))
-    smp.add_argument("--variations", type=_positive_int, default=1, help="write N takes: NAME-1.mid ... NAME-N.mid")
+    smp.add_argument("--variations", type=_positive_int, default=1,
+                     help=f"write N takes: NAME-1.mid ... NAME-N.mid (at most {LIMITS.variations})")
     g.add_argument("--out", action="append", metavar="FILE",
                    help="output file by suffix: .mid .musicxml .abc (score), .wav .flac .ogg .mp3 (audio), "
                         ".png (piano roll), .svg .pdf (sheet music); may be given more than once")
@@ -472,7 +473,8 @@ def _check_generate(a) -> None:
     if a.repeat > LIMITS.bars and not a.force:
         raise CadenzaError(f"--repeat must be at most {LIMITS.bars} (got {a.repeat}; --force lifts this limit)")
     check_request(bars=a.bars, seconds=a.seconds, max_tokens=a.max_tokens, force=a.force, temperature=a.temperature,
-                  top_k=a.top_k, top_p=a.top_p, repetition_penalty=a.repetition_penalty, seed=a.seed)
+                  top_k=a.top_k, top_p=a.top_p, repetition_penalty=a.repetition_penalty, seed=a.seed,
+                  variations=a.variations)
     _repeat(a.restate)
     if a.key:
         from cadenza.score.keys import parse_key

@@ -30,6 +30,8 @@ class Limits:
     # what is asked of a generation
     bars: int = 512  # force
     seconds: float = 900.0  # force
+    max_tokens: int = 200_000  # force
+    variations: int = 16  # pieces at once (each holds its own KV cache)
     # audio in
     audio_seconds: float = 600.0  # force
     audio_channels: int = 8
@@ -42,7 +44,7 @@ class Limits:
 LIMITS = Limits()
 
 FORCE = ("file_bytes", "unzipped_bytes", "tracks", "notes", "score_seconds", "note_seconds", "bars", "seconds",
-         "audio_seconds")
+         "max_tokens", "audio_seconds")
 
 
 def table() -> dict[str, float]:

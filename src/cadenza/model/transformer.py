@@ -21,7 +21,7 @@ from cadenza.errors import ModelError
 # the sizes a model folder's config may give, checked before any tensor is made: far above the bundled
 # models (d_model 256, 6 layers, 1024 positions), far below a config that asks for gigabytes by mistake
 SIZES = {"vocab_size": (1, 1_000_000), "d_model": (2, 8192), "n_layers": (1, 256), "n_heads": (1, 256),
-         "d_ff": (1, 65536), "max_seq_len": (1, 65536)}
+         "d_ff": (1, 65536), "max_seq_len": (1, 16384)}
 
 
 @dataclass

@@ -125,10 +125,10 @@ def load_model(name: str | os.PathLike | None = None, device: str = "cpu") -> "C
 
 def check_length(bars=None, seconds=None, max_tokens=None, force: bool = True) -> None:
     """A piece's length as asked: whole bars and tokens, finite seconds, all more than 0; and, unless
-    ``force``, at most ``LIMITS.bars`` bars and ``LIMITS.seconds`` seconds (the CLI's limits: a request
-    for a billion bars would run until killed)."""
+    ``force``, at most ``LIMITS.bars`` bars, ``LIMITS.seconds`` seconds and ``LIMITS.max_tokens`` tokens
+    (the CLI's limits: a request for a billion bars would run until killed)."""
     for name, v, whole, limit in (("bars", bars, True, LIMITS.bars), ("seconds", seconds, False, LIMITS.seconds),
-                                  ("max tokens", max_tokens, True, None)):
+                                  ("max tokens", max_tokens, True, LIMITS.max_tokens)):
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, Integral if whole else Real) or not math.isfinite(v):
@@ -143,6 +143,9 @@ def check_request(bars=None, seconds=None, max_tokens=None, force: bool = False,
     """A generation request's length (``check_length``) and sampling settings (``SamplingConfig.validate``),
     checked before any model is loaded; ``sampling``: SamplingConfig fields (temperature, top_k, seed...)."""
     check_length(bars, seconds, max_tokens, force)
+    variations = sampling.pop("variations", 1)
+    if isinstance(variations, bool) or not isinstance(variations, Integral) or not 1 <= variations <= LIMITS.variations:
+        raise CadenzaError(f"variations must be a whole number from 1 to {LIMITS.variations} (got {variations})")
     return SamplingConfig(**sampling).validate()
 
 
