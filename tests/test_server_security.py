@@ -354,7 +354,9 @@ def test_health_answers_while_heavy_requests_run(server):
         assert c.get("/api/health").status_code == 200
         slowest = max(slowest, time.perf_counter() - t0)
         time.sleep(0.15)
-    assert slowest < 1.0
+    # not a speed figure (bench/robustness.py prints health_ms_max_during_heavy): the renderings take
+    # about 35 s, so a blocked event loop would keep health waiting far longer than this on any machine
+    assert slowest < 10.0
     for t in work:
         t.join(timeout=30)
     t0 = time.time()  # the clients left: their renderings are killed
