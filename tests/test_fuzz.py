@@ -355,9 +355,8 @@ def _mxl_with_central_version(version: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError, reason="FOUND BY FUZZING, not fixed yet: zipfile raises "
-                   "NotImplementedError('zip file version 25.5') for a version byte above 63; check_zip "
-                   "(score/bounds.py) catches BadZipFile, OSError and ValueError only")
+# FOUND BY FUZZING (fixed): zipfile raised NotImplementedError('zip file version 25.5') for a version
+# byte above 63, which check_zip (score/bounds.py) did not catch
 def test_found_mxl_with_an_unknown_zip_version_is_one_line():
     path = _TMP / "version.mxl"
     path.write_bytes(_mxl_with_central_version(255))
@@ -442,8 +441,12 @@ CLI_FOUND = {  # name: (argv, where it breaks)
 }
 
 
-@pytest.mark.xfail(strict=True, reason="FOUND BY bench/robustness.py, not fixed yet: an internal error, not one line")
-@pytest.mark.parametrize("name", list(CLI_FOUND))
+NOT_FIXED = {"particles_huge"}  # still an internal error: remove a name once fixed
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
+    strict=True, reason="FOUND BY bench/robustness.py, not fixed yet: an internal error, not one line"))
+    if n in NOT_FIXED else n for n in CLI_FOUND])
 def test_found_parameter_is_one_line(name, tiny_model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the internal error's report file goes here
     data = tmp_path / "data"
@@ -455,7 +458,9 @@ def test_found_parameter_is_one_line(name, tiny_model_dir, tmp_path, capsys, mon
     argv = [a.format(**fill) for a in CLI_FOUND[name][0]]
     argv += {"serve": [], "train": ["-q"]}.get(argv[0], ["-q", "--out", str(tmp_path / "out.mid")])
     code, err = _cli(argv, capsys)
-    assert code == 1 and len(err) == 1 and err[0].startswith("cadenza: error:"), (code, err)
+    # 1 and "cadenza: error: ..." for a bad value; 2 and "cadenza CMD: error: argument ..." for a flag
+    # argparse refuses (a usage error)
+    assert code in (1, 2) and len(err) == 1 and "error:" in err[0] and "Traceback" not in err[0], (code, err)
 
 
 @pytest.mark.xfail(strict=True, reason="FOUND BY bench/robustness.py, not fixed yet: music21's MusicXMLWarning "

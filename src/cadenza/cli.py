@@ -33,6 +33,20 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _tempo(text: str) -> float:
+    v = _positive_float(text)
+    if not LIMITS.tempo_min <= v <= LIMITS.tempo_max:
+        raise argparse.ArgumentTypeError(f"must be from {LIMITS.tempo_min:g} to {LIMITS.tempo_max:g} quarter notes "
+                                         f"per minute, got {text}")
+    return v
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got '{text}'")
+    return int(text)
+
+
 def _positive_float(text: str) -> float:
     try:
         v = float(text)
@@ -91,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--model", metavar="NAME|DIR", help="model name or folder (default: the bundled model)")
     ctl.add_argument("--style", help="style token, e.g. folk, chorale, pop, classical (see `cadenza models`)")
     ctl.add_argument("--instruments", metavar="LIST", help="comma-separated GM names or numbers, e.g. piano,violin")
-    ctl.add_argument("--tempo", type=_positive_float, metavar="BPM", help="tempo in quarter notes per minute")
+    ctl.add_argument("--tempo", type=_tempo, metavar="BPM", help="tempo in quarter notes per minute")
     ctl.add_argument("--meter", type=_meter, metavar="N/D", help="time signature, e.g. 3/4")
     ctl.add_argument("--key", help='the key, e.g. "D minor" (models with the key control)')
     length = g.add_argument_group("length (default 16 bars)")
@@ -169,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--notes", metavar="TEXT", help='typed melody, e.g. "G4 G4 D5 D5 | E5 E5 D5/2"')
     h.add_argument("--key", help="key signature of the result, e.g. G, D minor, F#m")
     h.add_argument("--meter", type=_meter, metavar="N/D", help="meter of typed notes (default 4/4)")
-    h.add_argument("--tempo", type=_positive_float, metavar="BPM", help="tempo of typed notes (default 80)")
+    h.add_argument("--tempo", type=_tempo, metavar="BPM", help="tempo of typed notes (default 80)")
     h.add_argument("--keep", metavar="REGIONS", help="notes to keep as they are, e.g. 'bass:1-4' "
                    "(voices:bars, bar.beat allowed, several joined by ';')")
     h.add_argument("--regenerate", metavar="REGIONS", help="what to write anew, e.g. '5-8' (alto, tenor, bass "
@@ -226,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "applied in the order instruments, transpose, quantize, tempo.")
     e.add_argument("input", metavar="FILE", help="a score file")
     e.add_argument("--transpose", type=int, metavar="SEMITONES", help="move every pitched note (drums stay), e.g. -2")
-    e.add_argument("--tempo", type=_positive_float, metavar="BPM",
+    e.add_argument("--tempo", type=_tempo, metavar="BPM",
                    help="the first tempo becomes BPM; later tempo changes keep their ratio to it")
     e.add_argument("--program", action="append", metavar="TRACK=INSTRUMENT",
                    help="play track TRACK (numbered from 1) on INSTRUMENT, e.g. 2=cello; repeatable")
@@ -237,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Transcribe a monophonic recording (.wav/.flac/.ogg/.mp3) into notes with "
                                     "onsets, lengths and loudness (pYIN pitch tracking and onset detection).")
     tr.add_argument("input", metavar="AUDIO", help="a recording of one voice or instrument")
-    tr.add_argument("--tempo", type=_positive_float, metavar="BPM",
+    tr.add_argument("--tempo", type=_tempo, metavar="BPM",
                     help="the tempo of the written score (default: 120, or estimated when quantizing)")
     tr.add_argument("--quantize", metavar="1/N", help="snap notes to a grid of that tempo, e.g. 1/16")
     tr.add_argument("--instrument", default="piano", help="the instrument of the written track (default: piano)")
@@ -303,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Open the printed address in a browser. Settings may also come from "
                                     "CADENZA_<SETTING> environment variables (e.g. CADENZA_PORT).")
     sv.add_argument("--host", help="address to listen on (default 127.0.0.1: this machine only)")
-    sv.add_argument("--port", type=int, help="port (default 8000)")
+    sv.add_argument("--port", type=_port, help="port (default 8000)")
     sv.add_argument("--model", metavar="NAME|DIR", help="the default model (default: the bundled one)")
     sv.add_argument("--workers", type=_positive_int, help="generation threads (default 2; each holds its own model)")
     sv.add_argument("--max-queue", type=_positive_int, help="jobs that may wait; more get 'busy' (default 64)")

@@ -72,7 +72,8 @@ def check_zip(data: bytes, name: str, force: bool) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             total = sum(info.file_size for info in z.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    # NotImplementedError: a zip version zipfile does not know (a version byte above 63; found by fuzzing)
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
         raise ScoreError(f"{name} is not a readable MusicXML file: {e}") from None
     check_size(name, total, "unzips to", "unzipped_bytes", force)
 

@@ -108,6 +108,16 @@ def evaluate(model, samplers: dict[str, WindowSampler], batch_size: int, batches
     return out
 
 
+def _check_sizes(cfg: TrainConfig) -> None:
+    """The model's sizes and the learning rate, before any data is read (--heads 0, --lr nan and
+    --d-model -8 were tracebacks from deep inside torch)."""
+    ModelConfig(vocab_size=1, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
+                max_seq_len=cfg.ctx, dropout=cfg.dropout).check()
+    for name, v in (("learning rate", cfg.lr), ("batch size", cfg.batch_size), ("steps", cfg.steps)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise CadenzaError(f"{name} must be a finite number greater than 0 (got {v})")
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: int | None = None) -> Path:
     """Train (or resume) a model; returns the path of the finished model folder.
 
@@ -130,6 +140,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
         raise CadenzaError(f"{out} already has a checkpoint: add --resume to continue it, or pick another --out")
     if not cfg.data:
         raise CadenzaError("no training data: give at least one --data FOLDER or --data music21:NAME")
+    _check_sizes(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.precision not in ("fp32", "bf16"):
