@@ -441,7 +441,7 @@ CLI_FOUND = {  # name: (argv, where it breaks)
 }
 
 
-NOT_FIXED = {"particles_huge"}  # still an internal error: remove a name once fixed
+NOT_FIXED: set[str] = set()  # still internal errors: a name goes here until it is fixed
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(

@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--variations", type=_positive_int, default=1, help="write N takes: NAME-1 ... NAME-N")
     h.add_argument("--temperature", type=_positive_float, default=0.9, help="> 0; lower is safer (default 0.9)")
     h.add_argument("--particles", type=_positive_int, default=8,
-                   help="candidate harmonizations weighed against the whole melody (default 8)")
+                   help=f"candidate harmonizations weighed against the whole melody (default 8, at most "
+                        f"{LIMITS.particles})")
     h.add_argument("--seed", type=_seed, help=SEED_HELP.format("chorale"))
     h.add_argument("--free-voice-leading", action="store_true",
                    help="let the model write parallel fifths and octaves (by default they are ruled out)")
@@ -590,6 +591,11 @@ def cmd_harmonize(a) -> int:
 
     if (a.input is None) == (a.notes is None):
         raise CadenzaError("give a melody file or --notes (one of them)")
+    # each variation runs its particles as one batch: 1e9 asked for 264 GB (found by bench/robustness.py)
+    if a.variations > LIMITS.variations:
+        raise CadenzaError(f"--variations must be at most {LIMITS.variations} (got {a.variations})")
+    if a.particles > LIMITS.particles:
+        raise CadenzaError(f"--particles must be at most {LIMITS.particles} (got {a.particles})")
     outs = _check_outputs(a.out or [time.strftime("chorale-%Y%m%d-%H%M%S.musicxml")])
     if a.key:
         from cadenza.score.keys import parse_key

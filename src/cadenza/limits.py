@@ -32,6 +32,7 @@ class Limits:
     seconds: float = 900.0  # force
     max_tokens: int = 200_000  # force
     variations: int = 16  # pieces at once (each holds its own KV cache)
+    particles: int = 256  # candidate harmonizations of a melody at once (harmonize --particles)
     # audio in
     audio_seconds: float = 600.0  # force
     audio_channels: int = 8
