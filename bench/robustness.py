@@ -58,6 +58,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import robustness_cases as rc  # noqa: E402
+from foundation import log  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -66,11 +67,7 @@ CANARY_CASES = re.compile(r"include|ptstress|continued|inline_I|xxe|xinclude|dtd
 OUTCOMES = ("results", "clean_errors", "messy_errors", "tracebacks", "timeouts")
 
 
-def log(*a) -> None:
-    print(*a, file=sys.stderr, flush=True)
-
-
-def emit(name: str, value) -> None:
+def emit(name: str, value) -> None:  # foundation.emit, with one decimal (counts and milliseconds)
     if isinstance(value, float):
         value = "nan" if math.isnan(value) else f"{value:.1f}"
     print(f"{name}: {value}", flush=True)

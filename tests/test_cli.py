@@ -214,23 +214,29 @@ def test_missing_model(capsys, tmp_path):
     one_line_error(code, err, "no model")
 
 
-def test_resume_after_kill(tmp_path):
-    """A training process killed mid-run resumes from its last atomic checkpoint."""
-    import signal
-    import subprocess
+def _tiny_training(tmp_path, *extra: str):
+    """(run folder, the command line of a tiny training run in a child process) over four made-up pieces."""
     import sys
-    import time
-
-    import torch
 
     data = tmp_path / "data"
     data.mkdir()
     for k in range(4):
         write_score(make_score([(60 + (i * 5 + k) % 12, i * 0.5, 0.5, 80) for i in range(64)]), data / f"p{k}.mid")
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "cadenza.cli", "train", "--data", f"{data}=folk", "--out", str(out), "--ctx", "64",
-            "--batch-size", "2", "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "32",
-            "--eval-every", "1000", "--save-every", "1", "--valid-fraction", "0.25", "-q", "--threads", "1"]
+    return out, [sys.executable, "-m", "cadenza.cli", "train", "--data", f"{data}=folk", "--out", str(out), "--ctx",
+                 "64", "--batch-size", "2", "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "32",
+                 "--valid-fraction", "0.25", "--threads", "1", *extra]
+
+
+def test_resume_after_kill(tmp_path):
+    """A training process killed mid-run resumes from its last atomic checkpoint."""
+    import signal
+    import subprocess
+    import time
+
+    import torch
+
+    out, args = _tiny_training(tmp_path, "--eval-every", "1000", "--save-every", "1", "-q")
     proc = subprocess.Popen(args + ["--steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = out / "checkpoint.pt"
     try:
@@ -256,20 +262,12 @@ def test_a_signal_during_training_saves_a_checkpoint(tmp_path, sig):
     finishes, a checkpoint is written and ``--resume`` goes on from it (it said "nothing to resume")."""
     import signal
     import subprocess
-    import sys
     import threading
     import time
 
     import torch
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for k in range(4):
-        write_score(make_score([(60 + (i * 5 + k) % 12, i * 0.5, 0.5, 80) for i in range(64)]), data / f"p{k}.mid")
-    out = tmp_path / "run"
-    args = [sys.executable, "-m", "cadenza.cli", "train", "--data", f"{data}=folk", "--out", str(out), "--ctx", "64",
-            "--batch-size", "2", "--d-model", "32", "--layers", "1", "--heads", "2", "--d-ff", "32",
-            "--eval-every", "1000000", "--save-every", "1000000", "--valid-fraction", "0.25", "--threads", "1"]
+    out, args = _tiny_training(tmp_path, "--eval-every", "1000000", "--save-every", "1000000")
     proc = subprocess.Popen(args + ["--steps", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(lambda: proc.stderr.read(64), "")), daemon=True)

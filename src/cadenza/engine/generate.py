@@ -435,14 +435,16 @@ def stream_tokens(model, tokenizer, prompt: list[int], max_new: int, n: int = 1,
 
 def _planned_entries(parts, b: int, st, masks: torch.Tensor, bar_ids: torch.Tensor, eos: int) -> None:
     """Parts the piece's plan has play in the current bar that have not played in it yet: the bar does
-    not end before they do, and once ``FORCE_AT`` of it is gone, where a note may start one of them
-    starts it (its pitch, length and loudness are the model's)."""
-    owed = parts.owed(b, st)
-    if owed and bool(masks[b, owed].any()):
-        allowed = masks[b, owed].clone()
+    not end before they do, and once ``FORCE_AT`` of it is gone (``forcing``), where a note may start one
+    of them starts it (its pitch, length and loudness are the model's)."""
+    waiting = parts.waiting(b, st)
+    if not waiting:
+        return
+    if parts.forcing(st) and bool(masks[b, waiting].any()):
+        allowed = masks[b, waiting].clone()
         masks[b] = False
-        masks[b, owed] = allowed
-    elif parts.waiting(b, st):
+        masks[b, waiting] = allowed
+    else:
         other = masks[b] & ~bar_ids
         other[eos] = False
         if bool(other.any()):

@@ -148,12 +148,10 @@ class PartControl:
         return [p for p, flags in self.plan[b].items()
                 if state.bars <= len(flags) and flags[state.bars - 1] and not self.counts[b].get(p, {}).get(state.bars)]
 
-    def owed(self, b: int, state) -> list[int]:
-        """The parts of ``waiting`` once ``FORCE_AT`` of the bar is gone: where a note may start, one of
-        them plays it (the entry bias alone left the drums of a 4-bar piece silent in a bar)."""
-        if max(state.pos, 0) < FORCE_AT * self.tok.positions_in_bar(state.tsig):
-            return []
-        return self.waiting(b, state)
+    def forcing(self, state) -> bool:
+        """Is ``FORCE_AT`` of the current bar gone? Then where a note may start, one of the ``waiting``
+        parts plays it (the entry bias alone left the drums of a 4-bar piece silent in a bar)."""
+        return max(state.pos, 0) >= FORCE_AT * self.tok.positions_in_bar(state.tsig)
 
     def _window(self, b: int, state) -> list[tuple[int, float]]:
         """(bar, quarter notes so far) for the window: the full bars before the current one, and the
