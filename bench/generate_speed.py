@@ -47,7 +47,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import resource
+import re
 import subprocess
 import sys
 import tempfile
@@ -240,7 +240,11 @@ def bench_long(a) -> None:
         code = ("import resource, sys, time; t0 = time.perf_counter(); from cadenza.cli import main; "
                 f"rc = main(['generate', '--seconds', '240', '--seed', '0', '-q', '--out', {str(out)!r}]"
                 + (f" + ['--model', {a.model!r}]" if a.model else "") + "); "
-                "print('wall', time.perf_counter() - t0, file=sys.stderr); sys.exit(rc)")
+                "print('wall', time.perf_counter() - t0, file=sys.stderr); "
+                # the child's own peak (VmHWM): ru_maxrss of a child also counts this process's memory (Linux
+                # keeps the high-water mark across the exec of a vforked child)
+                "import re; print('peak_kb', re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read())[1], "
+                "file=sys.stderr); sys.exit(rc)")
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env={**os.environ, "OMP_NUM_THREADS": str(a.threads)})
@@ -248,7 +252,7 @@ def bench_long(a) -> None:
         if proc.returncode != 0:
             emit("piece_240s_status", f"failed: {proc.stderr.strip().splitlines()[-1][:150]}")
             return
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        peak_kb = int(re.search(r"peak_kb (\d+)", proc.stderr)[1])
         from cadenza.score import read_score, score_seconds
 
         emit("piece_240s_wall_s", wall)
