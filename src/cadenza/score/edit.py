@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import symusic
 
-from cadenza.errors import ScoreError
+from cadenza.errors import ScoreError, shown
 from cadenza.score.instruments import instrument_name, parse_instrument
 from cadenza.score.keys import transpose_sharps
 
@@ -64,7 +64,8 @@ def parse_program_change(text: str) -> tuple[int, tuple[int, bool]]:
     """'2=cello' -> (track number 2, (program 42, not drums)). Tracks count from 1."""
     m = re.fullmatch(r"\s*(\d+)\s*=\s*(.+?)\s*", text or "")
     if not m:
-        raise ScoreError(f"cannot read --program '{text}': use TRACK=INSTRUMENT, e.g. 2=cello (tracks count from 1)")
+        raise ScoreError(f"cannot read --program {shown(text)}: use TRACK=INSTRUMENT, e.g. 2=cello "
+                         "(tracks count from 1)")
     return int(m[1]), parse_instrument(m[2])
 
 
@@ -88,7 +89,8 @@ def parse_grid(text: str) -> Fraction:
     """'1/16' -> Fraction(1, 16) of a whole note; also '16' or '1/12' (eighth-note triplets)."""
     m = re.fullmatch(r"\s*(?:1\s*/\s*)?(\d+)\s*", str(text))
     if not m or int(m[1]) not in GRIDS:
-        raise ScoreError(f"cannot quantize to '{text}': use 1/N with N one of {', '.join(map(str, sorted(GRIDS)))}")
+        raise ScoreError(f"cannot quantize to {shown(text)}: use 1/N with N one of "
+                         f"{', '.join(map(str, sorted(GRIDS)))}")
     return Fraction(1, int(m[1]))
 
 

@@ -6,7 +6,7 @@ import re
 
 import symusic
 
-from cadenza.errors import ScoreError
+from cadenza.errors import ScoreError, shown
 
 _KEY_RE = re.compile(r"^\s*([A-Ga-g])\s*([#b]?)\s*(m|min|minor|maj|major)?\s*$")
 
@@ -17,15 +17,15 @@ def parse_key(text: str) -> tuple[str, str, int]:
 
     m = _KEY_RE.match(text or "")
     if not m:
-        raise ScoreError(f"unknown key '{text}' (use e.g. G, D minor, F#m, Bb major)")
+        raise ScoreError(f"unknown key {shown(text)} (use e.g. G, D minor, F#m, Bb major)")
     tonic = m[1].upper() + m[2]
     mode = "minor" if (m[3] or "").startswith("m") and m[3] not in ("maj", "major") else "major"
     try:
         sharps = music21.key.Key(tonic.replace("b", "-") if len(tonic) > 1 else tonic, mode).sharps
     except Exception:
-        raise ScoreError(f"unknown key '{text}' (use e.g. G, D minor, F#m, Bb major)") from None
+        raise ScoreError(f"unknown key {shown(text)} (use e.g. G, D minor, F#m, Bb major)") from None
     if abs(sharps) > 7:
-        raise ScoreError(f"key '{text}' needs {abs(sharps)} {'sharps' if sharps > 0 else 'flats'}; "
+        raise ScoreError(f"key {shown(text)} needs {abs(sharps)} {'sharps' if sharps > 0 else 'flats'}; "
                          "use its enharmonic twin")
     return tonic, mode, sharps
 

@@ -21,7 +21,7 @@ from fractions import Fraction
 
 import symusic
 
-from cadenza.errors import ScoreError
+from cadenza.errors import ScoreError, shown
 from cadenza.limits import LIMITS
 from cadenza.score.build import new_score
 from cadenza.score.instruments import parse_instrument
@@ -45,7 +45,7 @@ def pitch_name(pitch: int) -> str:
 
 
 def _quote(text: str) -> str:
-    return f'"{text}"' if len(text) <= 60 else f'"{text[:57]}..."'
+    return shown(text, 60, '"')
 
 
 # Lengths are counted in units of 1/1441440 quarter note (2^5 * 3^2 * 5 * 7 * 11 * 13: every tuplet up

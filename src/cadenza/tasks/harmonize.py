@@ -18,7 +18,7 @@ import numpy as np
 import symusic
 import torch
 
-from cadenza.errors import CadenzaError
+from cadenza.errors import CadenzaError, shown
 from cadenza.eval.voice_leading import RANGES
 from cadenza.score.notes import pitch_name
 from cadenza.tokenizers.grid import N_SPECIAL, REST, STEP_QUARTERS, VOICES
@@ -123,14 +123,15 @@ def parse_regions(spec: str, flag: str, steps_per_bar: int, steps_per_beat: int,
     for part in [p.strip() for p in spec.split(";") if p.strip()]:
         m = REGION_RE.match(part)
         if not m:
-            raise CadenzaError(f"cannot read {flag} '{part}': use VOICES:BARS, e.g. 'bass:1-4', "
+            raise CadenzaError(f"cannot read {flag} {shown(part)}: use VOICES:BARS, e.g. 'bass:1-4', "
                                "'alto,tenor:5-8', '5-8' or '3.3-4.2' (bar.beat)")
         voices = default_voices
         if m["voices"]:
             vs = []
             for v in (x.strip().lower() for x in m["voices"].split(",")):
                 if v not in VOICE_NAMES:
-                    raise CadenzaError(f"unknown voice '{v}' in {flag} '{part}' (use soprano, alto, tenor, bass)")
+                    raise CadenzaError(f"unknown voice {shown(v, 20)} in {flag} {shown(part)} "
+                                       "(use soprano, alto, tenor, bass)")
                 vs.append(VOICE_NAMES[v])
             voices = tuple(sorted(set(vs)))
 
@@ -138,7 +139,7 @@ def parse_regions(spec: str, flag: str, steps_per_bar: int, steps_per_beat: int,
             bar, _, beat = text.partition(".")
             b, bt = int(bar), int(beat) if beat else None
             if b < 1 or (bt is not None and bt < 1):
-                raise CadenzaError(f"{flag} '{part}': bars and beats count from 1")
+                raise CadenzaError(f"{flag} {shown(part)}: bars and beats count from 1")
             s = (b - 1) * steps_per_bar
             if bt is None:
                 return s + steps_per_bar if end else s
@@ -147,9 +148,10 @@ def parse_regions(spec: str, flag: str, steps_per_bar: int, steps_per_beat: int,
         a = point(m["a"], False)
         e = point(m["b"] or m["a"], True)
         if e <= a:
-            raise CadenzaError(f"{flag} '{part}' is empty: its end comes before its start")
+            raise CadenzaError(f"{flag} {shown(part)} is empty: its end comes before its start")
         if a >= total:
-            raise CadenzaError(f"{flag} '{part}' is outside the piece, which has {n_bars} bar{'s' * (n_bars != 1)}")
+            raise CadenzaError(f"{flag} {shown(part)} is outside the piece, which has "
+                               f"{n_bars} bar{'s' * (n_bars != 1)}")
         out.append(Region(voices, a, min(e, total), part))
     return out
 
