@@ -378,8 +378,9 @@ DATA_PIPELINE = 3
 
 
 def build_shards(sources: list[Source], tokenizer, out_dir: Path, valid_fraction: float = 0.05,
-                 max_pieces: int | None = None) -> dict[tuple[str, str], Shard]:
-    """Tokenize every source into shards keyed by (style, split); cached in ``out_dir``."""
+                 max_pieces: int | None = None, progress: bool = True) -> dict[tuple[str, str], Shard]:
+    """Tokenize every source into shards keyed by (style, split); cached in ``out_dir``. ``progress``: a
+    bar per source on stderr (off for ``train -q``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / "manifest.json"
     key = json.dumps({"sources": [s.__dict__ for s in sources], "tok": tokenizer.to_config(),
@@ -391,7 +392,7 @@ def build_shards(sources: list[Source], tokenizer, out_dir: Path, valid_fraction
     for src in sources:
         count = 0
         for pid, variants in tqdm(_tokenized(src, tokenizer), desc=f"tokenizing {src.spec}", unit="piece",
-                                  leave=False):
+                                  leave=False, disable=not progress):
             if not variants or len(variants[0][1]) < 16:
                 continue
             split = "valid" if is_valid(pid, valid_fraction) else "train"

@@ -159,7 +159,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, steps: 
         tok = FrameTokenizer()
     else:
         raise CadenzaError(f"unknown tokenizer '{cfg.tokenizer}' (remi, grid or frames)")
-    shards = build_shards(sources, tok, out / "data", cfg.valid_fraction, cfg.max_pieces)
+    shards = build_shards(sources, tok, out / "data", cfg.valid_fraction, cfg.max_pieces, progress=progress)
     train_shards = {s: sh for (s, split), sh in shards.items() if split == "train"}
     valid_shards = {s: sh for (s, split), sh in shards.items() if split == "valid"}
     for s in styles:  # every style needs validation data; fall back to its training data if too small
