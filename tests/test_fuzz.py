@@ -28,7 +28,7 @@ from cadenza.errors import CadenzaError  # noqa: E402
 SLOW_S = 25.0  # one call taking longer is a failure: a parser must not hang (abc2midi is stopped at 20 s)
 # parsers whose error still echoes the user's text raw, so a newline in it makes a message of two lines
 # (test_found_error_echoes_a_newline below); remove a name here once its message quotes with repr()
-KNOWN_MULTILINE = {"parse_key", "parse_grid", "parse_program_change", "parse_notes", "parse_regions"}
+KNOWN_MULTILINE: set[str] = set()
 COUNT = {"examples": 0, "slowest_s": 0.0, "slowest": ""}
 _TMPDIR = tempfile.TemporaryDirectory(prefix="cadenza-fuzz-")  # removed when the interpreter exits
 _TMP = Path(_TMPDIR.name)
@@ -386,9 +386,9 @@ def _read_in_child(path: Path, seconds: float, memory: int) -> tuple[str, float]
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
-@pytest.mark.xfail(strict=True, reason="FOUND BY FUZZING, not fixed yet: music21 builds the beats of a "
-                   "<time><beats>N</beats> one by one: N = 100,000 runs for minutes, N = 1,000,000 takes 33 s and "
-                   "1.9 GB, N = 99,999,999,999 grew past 23 GB before the OOM killer stopped it (no 2 GB rlimit)")
+# FOUND BY FUZZING (fixed): music21 builds the beats of a <time><beats>N</beats> one by one: N = 100,000 ran for
+# minutes, N = 1,000,000 took 33 s and 1.9 GB, N = 99,999,999,999 grew past 23 GB; now bounds.check_musicxml
+# refuses more than LIMITS.beats before music21 reads the file
 @pytest.mark.parametrize("beats", [100_000, 10_000_000])
 def test_found_musicxml_with_a_huge_meter_is_refused_promptly(beats):
     path = _TMP / f"beats{beats}.musicxml"
@@ -397,8 +397,8 @@ def test_found_musicxml_with_a_huge_meter_is_refused_promptly(beats):
     assert line.startswith("CadenzaError: ") and "MemoryError" not in line and wall < 10, (line, wall)
 
 
-@pytest.mark.xfail(strict=True, reason="FOUND BY FUZZING, not fixed yet: the message quotes the user's text "
-                   "raw ('{text}', not {text!r}), so a newline in it (e.g. --key $'C\\nx') makes two lines")
+# FOUND BY FUZZING (fixed): the message quoted the user's text raw, so a newline in it (e.g. --key $'C\\nx') made
+# two lines; now errors.shown() quotes it and CadenzaError escapes control characters in any message
 @pytest.mark.parametrize("call", ["parse_key", "parse_grid", "parse_program_change", "parse_notes", "parse_regions"])
 def test_found_error_echoes_a_newline(call):
     from cadenza.score import parse_notes
@@ -463,8 +463,8 @@ def test_found_parameter_is_one_line(name, tiny_model_dir, tmp_path, capsys, mon
     assert code in (1, 2) and len(err) == 1 and "error:" in err[0] and "Traceback" not in err[0], (code, err)
 
 
-@pytest.mark.xfail(strict=True, reason="FOUND BY bench/robustness.py, not fixed yet: music21's MusicXMLWarning "
-                   "(two lines) is printed before cadenza's one-line error")
+# FOUND BY bench/robustness.py (fixed): music21's MusicXMLWarning (two lines) was printed before cadenza's one
+# line; now divisions and beats that are not positive are refused before music21 reads the file
 @pytest.mark.parametrize("attrs", ["<divisions>0</divisions>", "<divisions>1</divisions><time><beats>0</beats>"
                                    "<beat-type>0</beat-type></time>"])
 def test_found_musicxml_error_is_one_line_without_warnings(attrs, tmp_path):
@@ -478,3 +478,10 @@ def test_found_musicxml_error_is_one_line_without_warnings(attrs, tmp_path):
                          capture_output=True, text=True, timeout=120, check=False)
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert out.returncode == 1 and len(lines) == 1 and lines[0].startswith("cadenza: error:"), lines
+
+
+def test_any_cadenza_error_is_one_line_and_quotes_are_cut():
+    from cadenza.errors import ScoreError, shown
+
+    assert str(ScoreError("bad 'a\nb\r\x00c'\n")) == "bad 'a\\nb\\r\\x00c'"
+    assert shown("x" * 100, 20) == "'" + "x" * 17 + "...'" and shown("C\nx") == "'C\\nx'"

@@ -22,6 +22,10 @@ class Limits:
     unzipped_bytes: int = 50_000_000  # an .mxl's MusicXML once unzipped            force
     tracks: int = 256  # tracks of a score                                          force
     notes: int = 200_000  # notes of a score                                        force
+    # MusicXML measures: music21's reader is quadratic in a part's measures (4,000 take 3.7 s, 8,000 ~15 s)
+    measures_per_part: int = 5_000  # force
+    measures: int = 50_000  # all parts together                                    force
+    beats: int = 128  # a time signature's beats (music21 builds each one: 10^6 took 33 s and 1.9 GB)
     score_seconds: float = 3600.0  # a score's length, at its own tempos            force
     note_seconds: float = 600.0  # one note's length                                force
     tempo_min: float = 10.0  # quarter notes per minute
@@ -44,7 +48,8 @@ class Limits:
 
 LIMITS = Limits()
 
-FORCE = ("file_bytes", "unzipped_bytes", "tracks", "notes", "score_seconds", "note_seconds", "bars", "seconds",
+FORCE = ("file_bytes", "unzipped_bytes", "tracks", "notes", "measures_per_part", "measures", "score_seconds",
+         "note_seconds", "bars", "seconds",
          "max_tokens", "audio_seconds")
 
 

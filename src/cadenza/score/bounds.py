@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import io
 import zipfile
+from xml.etree import ElementTree
 
 import numpy as np
 import symusic
 
-from cadenza.errors import ScoreError
+from cadenza.errors import ScoreError, shown
 from cadenza.limits import FORCE, LIMITS, cap
 from cadenza.score.build import ticks_to_seconds
 
@@ -76,6 +77,73 @@ def check_zip(data: bytes, name: str, force: bool) -> None:
     except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as e:
         raise ScoreError(f"{name} is not a readable MusicXML file: {e}") from None
     check_size(name, total, "unzips to", "unzipped_bytes", force)
+
+
+def musicxml_text(data: bytes, name: str) -> bytes:
+    """The score document of a MusicXML file: the file itself, or an .mxl's rootfile (its sizes already
+    checked by check_zip)."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return data
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            names = [n for n in z.namelist() if not n.startswith("META-INF/")]
+            if "META-INF/container.xml" in z.namelist():
+                root = ElementTree.fromstring(z.read("META-INF/container.xml"))
+                names = [e.get("full-path") for e in root.iter() if e.tag.endswith("rootfile")] + names
+            return z.read(names[0])
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, KeyError, IndexError,
+            ElementTree.ParseError) as e:
+        raise ScoreError(f"{name} is not a readable MusicXML file: {e or 'no score inside'}") from None
+
+
+def check_musicxml(data: bytes, name: str, force: bool) -> None:
+    """What makes music21's reader slow or huge, refused before it runs: measures (its reader is
+    quadratic in a part's measures), notes, a time signature's beats (it builds each one), and divisions
+    and tempos that are not positive numbers. One pass of Python's own XML parser (expat: entity
+    expansion is bounded), element by element."""
+    parts: dict[str, int] = {}  # measures per part id
+    part, notes, timewise = "", 0, False
+    try:
+        for event, el in ElementTree.iterparse(io.BytesIO(data), events=("start", "end")):
+            tag = el.tag.rpartition("}")[2]
+            if event == "start":
+                timewise |= tag == "score-timewise"
+                part = el.get("id", part) if tag == "part" else part
+            elif tag == "note":
+                notes += 1
+            elif tag == "measure" or (tag == "part" and timewise):
+                if (tag == "part") == timewise:  # partwise: a measure in a part; timewise: a part in a measure
+                    parts[part] = parts.get(part, 0) + 1
+                if tag == "measure":
+                    el.clear()  # what was checked is not kept
+            else:
+                _check_musicxml_value(tag, el, name)
+    except ElementTree.ParseError as e:
+        raise ScoreError(f"{name} is not a readable MusicXML file: {e}") from None
+    check_count(name, notes, "notes", "notes", force)
+    check_count(name, sum(parts.values()), "measures", "measures", force)
+    for pid, count in parts.items():
+        check_count(f"{name} part {shown(pid, 20)}", count, "measures", "measures_per_part", force)
+
+
+def _check_musicxml_value(tag: str, el, name: str) -> None:
+    if tag == "beats":
+        try:
+            beats = sum(int(b) for b in (el.text or "").replace("+", " ").split())
+        except ValueError:
+            beats = -1
+        if not 1 <= beats <= LIMITS.beats:
+            raise ScoreError(f"{name} has a time signature of {shown(el.text, 20)} beats; cadenza takes 1 to "
+                             f"{LIMITS.beats}")
+    elif tag in ("beat-type", "divisions", "per-minute") or (tag == "sound" and el.get("tempo") is not None):
+        text = el.get("tempo") if tag == "sound" else el.text
+        try:
+            value = float(text or "")
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            what = "tempo" if tag in ("sound", "per-minute") else tag
+            raise ScoreError(f"{name} has a {what} of {shown(text, 20)}; it must be a positive number")
 
 
 # ----------------------------------------------------------------------------------- parsed score

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import tempfile
+import warnings
 import zipfile
 from io import BytesIO
 from pathlib import Path
@@ -16,7 +17,8 @@ from cadenza.errors import ScoreError
 from cadenza.files import atomic_output, check_output
 from cadenza.limits import LIMITS, cap
 from cadenza.score.abc import score_to_abc
-from cadenza.score.bounds import check_midi_header, check_score, check_size, check_zip
+from cadenza.score.bounds import (check_midi_header, check_musicxml, check_score, check_size, check_zip,
+                                   musicxml_text)
 from cadenza.score.build import count_notes
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -128,6 +130,7 @@ def _read_musicxml(path: Path, data: bytes, force: bool) -> symusic.Score:
     # a zip (.mxl; or any zip, wherever its directory sits): size its entries before music21 unzips one
     if path.suffix.lower() == ".mxl" or zipfile.is_zipfile(BytesIO(data)):
         check_zip(data, path.name, force)
+    check_musicxml(musicxml_text(data, path.name), path.name, force)
     import music21  # imported here: slow to import and only needed for MusicXML
 
     from cadenza.score.convert import from_music21
@@ -135,7 +138,9 @@ def _read_musicxml(path: Path, data: bytes, force: bool) -> symusic.Score:
     try:
         # forceSource: music21 would otherwise load a pickle from its scratch folder (unpickling what
         # anyone who can write there left) and write one there for every file read
-        stream = music21.converter.parse(str(path), format="musicxml", forceSource=True)
+        with warnings.catch_warnings():  # music21's MusicXMLWarning lines would come before cadenza's one line
+            warnings.simplefilter("ignore")
+            stream = music21.converter.parse(str(path), format="musicxml", forceSource=True)
     except Exception as e:  # music21 raises many exception kinds for bad XML
         raise ScoreError(f"{path.name} is not a readable MusicXML file: {_one_line(e)}") from None
     try:
