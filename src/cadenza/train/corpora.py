@@ -373,8 +373,9 @@ class Shard:
 
 
 # The version of what encode_variants makes of a piece: part of the shard cache's key, so a change to
-# it (2: same-instrument unisons dropped; 3: POP909 bass parts) tokenizes again instead of reusing stale shards
-DATA_PIPELINE = 3
+# it (2: same-instrument unisons dropped; 3: POP909 bass parts; 4: music21 corpora read by cadenza's own walk,
+# no grace notes stretched) tokenizes again instead of reusing stale shards
+DATA_PIPELINE = 4
 
 
 def build_shards(sources: list[Source], tokenizer, out_dir: Path, valid_fraction: float = 0.05,
