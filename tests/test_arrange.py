@@ -163,9 +163,15 @@ def test_cli_generate_over_chords_with_key(cm, tiny_model_dir, tmp_path, capsys,
     assert s.note_num() > 0 and {t.program for t in s.tracks if len(t.notes)} <= {0, 73}
     from cadenza.eval.metrics import bar_starts
     assert max(n.time for t in s.tracks for n in t.notes) < bar_starts(s, 9 * 1920)[8]  # 8 bars: 4 chords x 2
-    # a plain model plays the repeated progression as its seed
-    assert main(["generate", "--model", str(tiny_model_dir), "--chords", "Am F", "--repeat", "2", "--bars", "1",
-                 "--out", str(tmp_path / "seed.mid"), "-q"]) == 0
+    # a plain model plays the repeated progression as its seed: one block chord a bar, 4 bars (it gave 2 bars
+    # of quarter-note chords), with or without bar lines
+    for text in ("Am F", "| Am | F |"):
+        assert main(["generate", "--model", str(tiny_model_dir), "--chords", text, "--repeat", "2", "--bars", "1",
+                     "--out", str(tmp_path / "seed.mid"), "-q"]) == 0
+        track = next(t for t in read_score(tmp_path / "seed.mid").tracks if t.name == "Chords")
+        held = [n for n in track.notes if n.duration == 1920 and n.time % 1920 == 0]  # the seed (the model adds)
+        assert sorted({n.time for n in held}) == [0, 1920, 3840, 5760], text
+        assert [{n.pitch % 12 for n in held if n.time == t} for t in (0, 1920)] == [{0, 4, 9}, {0, 5, 9}]
     capsys.readouterr()
     for args, words in [(["--repeat", "2"], "give --chords"), (["--chords", "| Am | Xq7 |"], "bar 2"),
                         (["--key", "H major"], "unknown key")]:

@@ -532,7 +532,9 @@ def cmd_generate(a) -> int:
 
         chords = bar_chords(a.chords, "--chords") * a.repeat  # conditioning: the model writes over them
     elif a.chords:
-        text = " | ".join([a.chords.strip().strip("|").strip()] * a.repeat)
+        # the progression as written, a.repeat times: bar lines kept where it has them (without, each chord is
+        # a bar; joining those with '|' made 'C G Am F' x 2 two bars of quarter-note chords)
+        text = (" | " if "|" in a.chords else " ").join([a.chords.strip().strip("|").strip()] * a.repeat)
         prompt = parse_chords(text, tempo=tempo, program=first_prog, time_signature=meter)
     kw = dict(bars=a.bars, seconds=a.seconds, max_tokens=a.max_tokens, style=a.style, instruments=instruments,
               tempo=a.tempo, time_signature=a.meter, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
