@@ -22,13 +22,14 @@ class Settings:
     token: str | None = None
     no_token: bool = False
     allow_hosts: str = ""  # host names it answers to beyond localhost, 127.0.0.1, [::1] and --host (commas)
-    # limits (defaults from the shared table cadenza.limits.LIMITS; bars never above LIMITS.bars)
+    # limits: the CLI's own (the shared table cadenza.limits.LIMITS, the README's "Limits"); a server may
+    # set them lower (e.g. CADENZA_MAX_BARS=64), never higher: bars and seconds are capped at LIMITS too
     body_bytes: int = LIMITS.body_bytes  # a JSON request body
     upload_bytes: int = LIMITS.upload_bytes
-    upload_notes: int = 20_000
-    upload_seconds: float = 1200.0
-    max_bars: int = 128
-    max_seconds: float = 300.0
+    upload_notes: int = LIMITS.notes
+    upload_seconds: float = LIMITS.score_seconds
+    max_bars: int = LIMITS.bars
+    max_seconds: float = LIMITS.seconds
     job_seconds: float = LIMITS.job_seconds  # one job's or one rendering's wall time; past it, it stops
     max_queue: int = 64  # waiting jobs; one more is answered 429
     # generation threads, each with its own copy of the model: on 2 cores, 2 workers finish a burst
