@@ -269,3 +269,21 @@ def test_tokens_and_variations_are_bounded_before_the_model_loads(capsys, args, 
     code = main(["generate", "--model", "/nonexistent-model-folder", *args, "--out", "x.mid"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and words in err[0], err
+
+
+# FOUND BY bench/robustness.py (fixed): `harmonize --model` loaded a folder without checked_folder, so a config
+# with no tokenizer section or a junk one was an internal error (AttributeError, TypeError), not one line
+@pytest.mark.parametrize("tokenizer", [None, {"scheme": "remi", "spec": "junk"}])
+def test_every_task_checks_the_tokenizer_section(tmp_path, tokenizer):
+    from cadenza.tasks.harmonize import Harmonizer
+
+    chorale = BUNDLED_DIR / "chorale"
+    d = tmp_path / "m"
+    d.mkdir()
+    cfg = json.loads((chorale / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "tokenizer": tokenizer}))
+    (d / "model.safetensors").symlink_to(chorale / "model.safetensors")
+    for load in (Harmonizer.load, load_model):
+        with pytest.raises(ModelError) as e:
+            load(d)
+        assert "tokenizer section" in str(e.value) and "\n" not in str(e.value)

@@ -485,3 +485,42 @@ def test_any_cadenza_error_is_one_line_and_quotes_are_cut():
 
     assert str(ScoreError("bad 'a\nb\r\x00c'\n")) == "bad 'a\\nb\\r\\x00c'"
     assert shown("x" * 100, 20) == "'" + "x" * 17 + "...'" and shown("C\nx") == "'C\\nx'"
+
+
+# FOUND BY bench/robustness.py (fixed): arrange replays the prompt's notes with their own lengths; a last note
+# ringing past the piece's end met the near-the-end rule (no note rings past it), which left no token at all:
+# torch.multinomial raised 'probability tensor contains inf, nan' (an internal error). A length the grammar
+# fixes now wins over that rule (engine/generate.py)
+def test_found_arrange_over_a_note_ringing_past_the_end(tmp_path, capsys):
+    from cadenza.cli import main
+    from cadenza.score import read_score, write_score
+    from cadenza.score.build import new_score
+
+    score = new_score(96, (3, 4))
+    track = __import__("symusic").Track("Flute", 73, False)
+    for t, d, p in [(0, 480, 67), (480, 240, 66), (480, 240, 74), (1200, 1440, 71)]:  # B: 2.5 q + 3 q > 2 bars
+        track.notes.append(__import__("symusic").Note(t, d, p, 90))
+    score.tracks.append(track)
+    write_score(score, tmp_path / "ring.mid")
+    assert main(["arrange", str(tmp_path / "ring.mid"), "--add", "bass", "-q", "--out", str(tmp_path / "o.mid")]) == 0
+    assert {t.program for t in read_score(tmp_path / "o.mid").tracks} >= {73}
+
+
+# FOUND BY bench/robustness.py's fuzz run (fixed): the MusicXML check before music21 let zlib.error (an .mxl
+# whose deflated data is corrupt) and LookupError (an XML declaration naming an unknown encoding) through
+@pytest.mark.parametrize("case", ["deflate", "encoding"])
+def test_found_musicxml_check_errors_are_one_line(case, tmp_path):
+    from cadenza.score import read_score
+
+    if case == "deflate":
+        data = bytearray(seed_mxl())
+        at = data.find(b"s.musicxml") + len("s.musicxml") + 20  # inside the score's deflated bytes
+        data[at:at + 8] = b"\xff" * 8
+        path = tmp_path / "bad.mxl"
+        path.write_bytes(bytes(data))
+    else:
+        path = tmp_path / "bad.musicxml"
+        path.write_text(SEED_XML.replace('encoding="UTF-8"', 'encoding="UTF-0"'))
+    with pytest.raises(CadenzaError) as e:
+        read_score(path)
+    assert "\n" not in str(e.value) and path.name in str(e.value), str(e.value)

@@ -83,6 +83,89 @@ def test_force_lifts_force_limits_only(tmp_path):
         read_score(slow, force=True)
 
 
+def _tempo(qpm: float) -> bytes:
+    return b"\x00\xff\x51\x03" + round(60_000_000 / qpm).to_bytes(3, "big")
+
+
+def _notes(n: int) -> bytes:
+    """n notes in one track, each one tick long, a tick apart."""
+    return (b"\x01\x90\x3c\x50\x01\x80\x3c\x00") * n
+
+
+# one past each limit of the README's table that a MIDI file can cross: (bytes, what the one line says, force lifts)
+PAST_LIMITS = {
+    "fast.mid": (midi([_tempo(1001) + NOTE]), "a tempo of 1,001 quarter notes per minute", False),
+    "many.mid": (midi([_notes(LIMITS.notes + 1)]), "200,001 notes; cadenza takes at most 200,000 (--force", True),
+    "hour.mid": (midi([NOTE + vlq(int(3601 * 2 * 480)) + b"\x90\x3e\x50" + vlq(480) + b"\x80\x3e\x00"]),
+                 "lasts 3,602 s; cadenza takes scores up to 3,600 s (--force", True),
+}
+
+
+@pytest.mark.parametrize("name", list(PAST_LIMITS))
+def test_one_past_each_limit_is_one_line_and_force_lifts_only_force_limits(tmp_path, name):
+    data, says, lifts = PAST_LIMITS[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ScoreError) as err:
+        read_score(path)
+    assert says in one_line(err)
+    if lifts:
+        assert read_score(path, force=True).note_num() > 0
+    else:
+        with pytest.raises(ScoreError):
+            read_score(path, force=True)
+
+
+def test_ticks_per_quarter_are_bounded():
+    """A MIDI division past 32,767 is SMPTE time (its own message, test_midi_bounds); a score from elsewhere
+    (a MusicXML file's resolution, a Python caller's Score) is checked against the same limit."""
+    import symusic
+
+    from cadenza.score.bounds import check_score
+
+    with pytest.raises(ScoreError) as err:
+        check_score(symusic.Score(LIMITS.ticks_per_quarter_max + 1), "fine", force=True)
+    assert "fine has 32,768 ticks per quarter note; cadenza takes at most 32,767" in one_line(err)
+    smpte = midi([NOTE], division=LIMITS.ticks_per_quarter_max + 1)
+    with pytest.raises(ScoreError, match="SMPTE"):
+        _read_bytes(smpte, "smpte.mid")
+
+
+def _read_bytes(data: bytes, name: str):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / name
+        path.write_bytes(data)
+        return read_score(path)
+
+
+def test_long_notes_and_big_files_pass_with_force(tmp_path):
+    long = tmp_path / "long.mid"
+    long.write_bytes(MIDI_CASES["long.mid"][0])
+    assert read_score(long, force=True).note_num() == 2  # note_seconds: lifted
+    big = tmp_path / "big.mid"  # a note and a text event one byte past the limit
+    big.write_bytes(midi([NOTE + b"\x00\xff\x01" + vlq(LIMITS.file_bytes) + b"x" * LIMITS.file_bytes]))
+    with pytest.raises(ScoreError, match="cadenza takes at most 20,000,000 \\(--force"):
+        read_score(big)
+    assert read_score(big, force=True).note_num() == 1  # file_bytes: lifted
+
+
+def test_audio_channels_are_bounded(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from cadenza.errors import CadenzaError
+    from cadenza.render.audio import read_audio
+
+    path = tmp_path / "nine.wav"
+    sf.write(path, np.zeros((800, LIMITS.audio_channels + 1), dtype=np.float32), 8000)
+    with pytest.raises(CadenzaError) as err:
+        read_audio(path, force=True)  # not a --force limit
+    assert "9 channels; cadenza takes at most 8" in one_line(err)
+
+
 # ---------------------------------------------------------------------------------------------- ABC
 
 ABC = "X:1\nT:Tune\nM:4/4\nL:1/4\nK:C\n{line}\nCDEF|\n"

@@ -238,7 +238,9 @@ def stream(model, tokenizer, prompt: list[int], n: int = 1, sampling: SamplingCo
             if st.last == T_VEL and not done[b] and hasattr(tokenizer, "durations_within"):
                 left = stop.quarters_left(st, tokenizer, start_bars, start_secs)
                 if left is not None and left < 16:  # near the end: no note rings past it
-                    masks[b] &= torch.from_numpy(tokenizer.durations_within(st, left))
+                    within = masks[b] & torch.from_numpy(tokenizer.durations_within(st, left))
+                    if bool(within.any()):  # a length the grammar fixes (a prompt's note arrange replays) wins
+                        masks[b] = within
         if sampling.repetition_penalty != 1.0:
             w = sampling.repetition_window  # left-pad: finished rows stop growing
             recent = torch.tensor([[pad] * max(0, w - len(s)) + s[-w:] for s in seqs])

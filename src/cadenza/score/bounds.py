@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from xml.etree import ElementTree
 
 import numpy as np
@@ -91,8 +92,8 @@ def musicxml_text(data: bytes, name: str) -> bytes:
                 root = ElementTree.fromstring(z.read("META-INF/container.xml"))
                 names = [e.get("full-path") for e in root.iter() if e.tag.endswith("rootfile")] + names
             return z.read(names[0])
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, KeyError, IndexError,
-            ElementTree.ParseError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, KeyError, IndexError, zlib.error,
+            EOFError, ElementTree.ParseError, LookupError) as e:  # zlib: corrupt data; Lookup: unknown encoding
         raise ScoreError(f"{name} is not a readable MusicXML file: {e or 'no score inside'}") from None
 
 
@@ -118,7 +119,7 @@ def check_musicxml(data: bytes, name: str, force: bool) -> None:
                     el.clear()  # what was checked is not kept
             else:
                 _check_musicxml_value(tag, el, name)
-    except ElementTree.ParseError as e:
+    except (ElementTree.ParseError, LookupError, ValueError) as e:  # LookupError: an unknown encoding
         raise ScoreError(f"{name} is not a readable MusicXML file: {e}") from None
     check_count(name, notes, "notes", "notes", force)
     check_count(name, sum(parts.values()), "measures", "measures", force)

@@ -208,11 +208,12 @@ class Harmonizer:
     @classmethod
     def load(cls, name: str | os.PathLike | None = "chorale") -> "Harmonizer":
         from cadenza.model import load_model_folder
-        from cadenza.tasks.compose import find_model
-        from cadenza.tokenizers import tokenizer_from_config
+        from cadenza.tasks.compose import checked_folder, find_model
 
-        model, cfg = load_model_folder(find_model(name or "chorale"))
-        return cls(model, tokenizer_from_config(cfg["tokenizer"]), cfg)
+        path = find_model(name or "chorale")
+        _, tokenizer = checked_folder(path)  # the config, weights' header and tokenizer first: one line if broken
+        model, cfg = load_model_folder(path)
+        return cls(model, tokenizer, cfg)
 
     def harmonize(self, score: symusic.Score, *, name: str = "the melody", keep: str | None = None,
                   regenerate: str | None = None, key: str | None = None, variations: int = 1,
