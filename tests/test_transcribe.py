@@ -73,3 +73,27 @@ def test_cli_transcribe_writes_a_melody_and_says_what_is_wrong(tmp_path, capsys)
         err = capsys.readouterr().err
         assert code != 0 and words in err and len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "x.mid").exists()
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="flock")
+def test_first_numba_use_is_one_process_at_a_time(tmp_path, monkeypatch):
+    """numba's gufunc cache is written by two renames (numba/numba#10128): two processes compiling pYIN at
+    once could crash. While one process compiles, another cannot take the lock; once compiled, no lock."""
+    import subprocess
+    import sys
+
+    import cadenza.audio.transcribe as tr
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(tr, "_COMPILED", __import__("threading").Event())
+    probe = ("import fcntl, sys\nh = open(sys.argv[1], 'a')\ntry:\n    fcntl.flock(h, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+             "    print('free')\nexcept BlockingIOError:\n    print('held')\n")
+
+    def other() -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(tmp_path / "cadenza" / "numba.lock")],
+                              capture_output=True, text=True, timeout=60).stdout.strip()
+    with tr.numba_first_use():
+        assert other() == "held"
+    assert other() == "free" and tr._COMPILED.is_set()
+    with tr.numba_first_use():  # compiled: no lock taken
+        assert other() == "free"

@@ -9,7 +9,9 @@ lengths are put on a grid of the given (or estimated) tempo.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -59,14 +61,16 @@ def transcribe_array(audio: np.ndarray, sr: int, *, tempo: float | None = None, 
     if peak < 1e-4:
         raise CadenzaError("the recording is silent: nothing to transcribe")
     y = y / peak
-    notes = find_notes(analyse(y), min_note_s)
+    with numba_first_use():
+        features = analyse(y)
+        if tempo is None and quantize:
+            est, _ = librosa.beat.beat_track(y=y, sr=SR, hop_length=HOP)
+            tempo = float(np.atleast_1d(est)[0]) or 120.0
+    notes = find_notes(features, min_note_s)
     if not notes:
         raise CadenzaError("no pitched notes found in the recording (is it a single voice or instrument?)")
     t0 = librosa.frames_to_time(np.array([n[0] for n in notes]), sr=SR, hop_length=HOP)
     t1 = librosa.frames_to_time(np.array([n[1] for n in notes]), sr=SR, hop_length=HOP)
-    if tempo is None and quantize:
-        est, _ = librosa.beat.beat_track(y=y, sr=SR, hop_length=HOP)
-        tempo = float(np.atleast_1d(est)[0]) or 120.0
     qpm = float(tempo or 120.0)
     score = symusic.Score(480)
     score.tempos.append(symusic.Tempo(0, qpm=qpm))
@@ -78,6 +82,37 @@ def transcribe_array(audio: np.ndarray, sr: int, *, tempo: float | None = None, 
         track.notes.append(symusic.Note(int(s), max(1, int(e - s)), pitch, vel))
     score.tracks.append(track)
     return quantize_score(score, grid) if grid is not None else score
+
+
+_COMPILED = threading.Event()  # set once this process has run librosa's numba code
+
+
+@contextlib.contextmanager
+def numba_first_use():
+    """Hold a lock shared by every cadenza process (flock on ~/.cache/cadenza/numba.lock) while this
+    process first runs librosa's numba-compiled code. numba writes the two cache files of a gufunc (pYIN's
+    Viterbi, beat tracking) with separate renames, so two processes compiling at once can pair files from
+    different processes and crash with SIGSEGV (numba/numba#10128, librosa/librosa#1998); one at a time,
+    the second finds the first's cache. Later calls in the process compile nothing and take no lock."""
+    if _COMPILED.is_set():
+        yield
+        return
+    try:
+        import fcntl
+
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cadenza"
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / "numba.lock", "a")  # noqa: SIM115 - held across the yield
+    except (ImportError, OSError):  # no fcntl (Windows) or no cache folder: run unlocked, as before
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+            _COMPILED.set()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def analyse(y: np.ndarray) -> dict[str, np.ndarray]:
