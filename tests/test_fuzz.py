@@ -524,3 +524,66 @@ def test_found_musicxml_check_errors_are_one_line(case, tmp_path):
     with pytest.raises(CadenzaError) as e:
         read_score(path)
     assert "\n" not in str(e.value) and path.name in str(e.value), str(e.value)
+
+
+# FOUND BY bench/robustness.py (fixed): an ABC 'M:99999999/1' becomes a 255/1 meter (bars of 1,020 quarter
+# notes); infill counted bar edges only 16 quarter notes a bar past the end (IndexError). And meters that are
+# no meters (0 beats; a MIDI denominator byte read as 1/0) are now refused on reading
+def test_found_huge_meters_are_infilled_and_empty_meters_refused(tmp_path, capsys):
+    import symusic
+
+    from cadenza.cli import main
+
+    abc = tmp_path / "Mhuge.abc"
+    abc.write_text("X:1\nT:Tune\nM:4/4\nL:1/4\nK:C\nM:99999999/1\nCDEF|\n")
+    assert main(["infill", str(abc), "--bars", "1-1", "-q", "--out", str(tmp_path / "o.mid")]) == 0
+    score = symusic.Score(480)
+    score.time_signatures.append(symusic.TimeSignature(0, 0, 4))
+    track = symusic.Track("x", 0, False)
+    track.notes.append(symusic.Note(0, 480, 60, 80))
+    score.tracks.append(track)
+    score.dump_midi(str(tmp_path / "zero.mid"))
+    capsys.readouterr()
+    assert main(["render", str(tmp_path / "zero.mid"), "-q", "--out", str(tmp_path / "z.mid")]) == 1
+    assert capsys.readouterr().err.strip() == ("cadenza: error: zero.mid has a time signature of 0/4 at tick 0; "
+                                               "cadenza takes 1 to 255 beats of a whole note to a 128th")
+
+
+# FOUND BY bench/robustness.py (fixed): output that was right but came with a library's lines on stderr:
+# music21 printed 'musicxml.m21ToXml: WARNING: we are out of midi channels! help!' for a score of more than
+# 16 parts, and matplotlib 'Glyph 127 missing' for a track named with a control byte
+def test_found_no_library_lines_on_stderr(tmp_path):
+    import subprocess
+    import sys
+
+    voices = tmp_path / "voices.abc"
+    voices.write_text("X:1\nT:Tune\nM:4/4\nL:1/4\nK:C\n" + "\n".join(f"V:{k}\nCDEF|" for k in range(1, 21)) + "\n")
+    odd = tmp_path / "odd.abc"
+    odd.write_bytes(b"X:1\nT:S\x7f\x7f\nM:6/8\nL:1/8\nK:C\nCDE FGA|\n")
+    for path, out in ((voices, "v.musicxml"), (odd, "r.png")):
+        run = subprocess.run([sys.executable, "-m", "cadenza", "render", str(path), "-q", "--out", str(tmp_path / out)],
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert run.returncode == 0 and run.stderr.strip() == "", run.stderr
+
+
+# FOUND BY bench/robustness.py (fixed): `arrange` over a mutated ABC of 1,047 bars ran past the bench's 60 s;
+# arrange and infill now write at most LIMITS.bars bars unless forced, as generate does
+def test_found_arrange_and_infill_are_bounded_in_bars(tmp_path, capsys):
+    import symusic
+
+    from cadenza.cli import main
+    from cadenza.score import write_score
+    from cadenza.score.build import new_score
+
+    score = new_score(120, (4, 4))
+    track = symusic.Track("Piano", 0, False)
+    for k in range(600):
+        track.notes.append(symusic.Note(k * 1920, 480, 60 + k % 12, 80))
+    score.tracks.append(track)
+    write_score(score, tmp_path / "long.mid")
+    for argv, says in ((["arrange", str(tmp_path / "long.mid"), "--add", "bass"], "the score has 600 bars"),
+                       (["infill", str(tmp_path / "long.mid"), "--bars", "1-600"], "bars 1-600 are 600 bars")):
+        capsys.readouterr()
+        assert main([*argv, "-q", "--out", str(tmp_path / "o.mid")]) == 1
+        assert capsys.readouterr().err.strip() == (f"cadenza: error: {says}; cadenza writes at most 512 at once "
+                                                   "(--force lifts this)")

@@ -702,7 +702,7 @@ def cmd_arrange(a) -> int:
     score = read_score(a.input, force=a.force)
     cm = load_model(a.model or _model_for(("instruments", "infill"), a.quiet))
     result = arrange(cm, score, add, style=a.style, key=a.key, temperature=a.temperature, top_p=a.top_p,
-                     seed=a.seed)
+                     seed=a.seed, force=a.force)
     _write_all(result, outs, a, name=a.input, quiet=a.quiet)
     return 0
 
@@ -723,7 +723,7 @@ def cmd_infill(a) -> int:
     tracks = _track_numbers(a.tracks, score) if a.tracks else None
     cm = load_model(a.model or _model_for(("infill",), a.quiet))
     result = infill(cm, score, first, last, tracks=tracks, style=a.style, temperature=a.temperature,
-                    top_p=a.top_p, seed=a.seed)
+                    top_p=a.top_p, seed=a.seed, force=a.force)
     _write_all(result, outs, a, name=a.input, quiet=a.quiet)
     return 0
 

@@ -25,7 +25,7 @@ class Limits:
     # MusicXML measures: music21's reader is quadratic in a part's measures (4,000 take 3.7 s, 8,000 ~15 s)
     measures_per_part: int = 5_000  # force
     measures: int = 50_000  # all parts together                                    force
-    beats: int = 128  # a time signature's beats (music21 builds each one: 10^6 took 33 s and 1.9 GB)
+    beats: int = 255  # a time signature's beats: a MIDI file holds at most 255 (ASAP has a cadenza bar of 175/4)
     score_seconds: float = 3600.0  # a score's length, at its own tempos            force
     note_seconds: float = 600.0  # one note's length                                force
     tempo_min: float = 10.0  # quarter notes per minute

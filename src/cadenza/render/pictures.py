@@ -77,7 +77,7 @@ def track_labels(score: symusic.Score) -> list[str]:
         if not len(t.notes):
             continue
         label = instrument_name(t.program, t.is_drum)
-        own = t.name.strip()
+        own = "".join(c for c in t.name if c.isprintable()).strip()  # a file's name may hold control bytes
         if own and own.lower() not in label.lower() and label.lower() not in own.lower():
             label = f"{label} ({own})"
         elif own and label.lower() in own.lower() and len(own) > len(label):

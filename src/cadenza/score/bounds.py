@@ -155,6 +155,7 @@ def check_score(score: symusic.Score, name: str, force: bool = False) -> None:
     check_count(name, len(score.tracks), "tracks", "tracks", force)
     check_count(name, int(score.note_num()), "notes", "notes", force)
     _check_tempos(score, name)
+    _check_meters(score, name)
     _check_note_lengths(score, name, force)
     seconds = float(ticks_to_seconds(score, [score.end()])[0])
     if seconds > cap("score_seconds", force):
@@ -171,6 +172,17 @@ def _check_tempos(score: symusic.Score, name: str) -> None:
                 f"a tempo of {qpm:,.4g} quarter notes per minute"
             raise ScoreError(f"{name} has {shown} at tick {t.time:,}; cadenza takes "
                              f"{LIMITS.tempo_min:g} to {LIMITS.tempo_max:g} quarter notes per minute")
+
+
+def _check_meters(score: symusic.Score, name: str) -> None:
+    """Time signatures of 1 to LIMITS.beats beats of a whole to a 128th note: bars are counted from them
+    (an ABC 'M:99999999/1' became 255/1, bars of 1,020 quarter notes; a denominator of 0 or 256 is no
+    meter at all)."""
+    for ts in score.time_signatures:
+        num, den = int(ts.numerator), int(ts.denominator)
+        if not (1 <= num <= LIMITS.beats and 1 <= den <= 128 and den & (den - 1) == 0):
+            raise ScoreError(f"{name} has a time signature of {num}/{den} at tick {ts.time:,}; cadenza takes 1 to "
+                             f"{LIMITS.beats} beats of a whole note to a 128th")
 
 
 def _check_note_lengths(score: symusic.Score, name: str, force: bool) -> None:

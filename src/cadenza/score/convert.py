@@ -10,6 +10,8 @@ goes through MIDI bytes: music21's MIDI reader quantizes and spells.
 
 from __future__ import annotations
 
+import logging
+
 import music21
 import symusic
 from music21 import harmony, instrument, note, stream, volume
@@ -20,6 +22,17 @@ from cadenza.score.build import TPQ
 from cadenza.score.instruments import instrument_name
 
 _REPEATS = ("Repeat", "RepeatExpression", "RepeatBracket")
+
+
+def _quiet_music21() -> None:
+    """music21 writes its warnings straight to stderr (``Environment.warn``), before or between cadenza's
+    one-line messages ('musicxml.m21ToXml: WARNING: we are out of midi channels! help!' for a 17-part
+    score, harmless in MusicXML); they go to the ``music21`` logger instead (level INFO: not shown)."""
+    log = logging.getLogger("music21")
+    music21.environment.Environment.warn = lambda self, msg, header=None: log.info("%s", msg)
+
+
+_quiet_music21()
 
 
 def from_music21(source: music21.stream.Stream) -> symusic.Score:

@@ -107,9 +107,10 @@ def merge_region(base: symusic.Score, new: symusic.Score, lo: int = 0, hi: int |
 
 
 def arrange(cm, score: symusic.Score, add: list, *, style: str | None = None, key: str | None = None,
-            temperature: float = 1.0, top_p: float = 0.95, seed: int | None = None, progress=None) -> symusic.Score:
+            temperature: float = 1.0, top_p: float = 0.95, seed: int | None = None, progress=None,
+            force: bool = True) -> symusic.Score:
     """``score`` with new parts for the instruments in ``add`` (GM names, numbers or (program, is_drum));
-    every note of ``score`` is kept exactly."""
+    every note of ``score`` is kept exactly. ``force=False``: at most ``LIMITS.bars`` bars (the CLI's)."""
     from cadenza.score import parse_instrument
 
     _require(cm, "instruments", "infill")
@@ -126,6 +127,7 @@ def arrange(cm, score: symusic.Score, add: list, *, style: str | None = None, ke
     added = sorted(set(added))
     style = style or cm.config.get("default_style")
     n_bars = len(tok.split_bars(tok._body(src)))
+    _check_bars(n_bars, "the score has", force)
     given = tok.given_blocks(src, n_bars)
     constraints = {"programs": added, "time_signature": _meter(src), "given": given}
     if tok.chords_on:
@@ -140,18 +142,27 @@ def arrange(cm, score: symusic.Score, add: list, *, style: str | None = None, ke
     return merge_region(src, _new_notes(cm, prompt, new), 0, int(_bar_edges(src, n_bars)[-1]), separate=True)
 
 
+def _check_bars(bars: int, what: str, force: bool) -> None:
+    """Bars to write at most LIMITS.bars unless ``force`` (a 1,000-bar score took minutes to arrange)."""
+    from cadenza.limits import LIMITS
+
+    if bars > LIMITS.bars and not force:
+        raise CadenzaError(f"{what} {bars:,} bars; cadenza writes at most {LIMITS.bars} at once (--force lifts this)")
+
+
 def _bar_edges(score: symusic.Score, n: int) -> np.ndarray:
     from cadenza.eval.metrics import bar_starts
 
-    return bar_starts(score, int(score.end()) + (n + 2) * 16 * TPQ)[: n + 1]
+    longest = max([4 * TPQ * ts.numerator // ts.denominator for ts in score.time_signatures] + [16 * TPQ])
+    return bar_starts(score, int(score.end()) + (n + 2) * longest)[: n + 1]
 
 
 def infill(cm, score: symusic.Score, first: int, last: int, *, tracks: list[int] | None = None,
            style: str | None = None, temperature: float = 1.0, top_p: float = 0.95, seed: int | None = None,
-           n_future: int = 4, progress=None) -> symusic.Score:
+           n_future: int = 4, progress=None, force: bool = True) -> symusic.Score:
     """``score`` with bars ``first``-``last`` (1-based, inclusive) rewritten for ``tracks`` (track
     indices from 0; None: every track). Everything else is kept exactly; the new bars are written
-    knowing the bars after them."""
+    knowing the bars after them. ``force=False``: at most ``LIMITS.bars`` bars rewritten (the CLI's)."""
     _require(cm, "infill")
     tok = cm.tokenizer
     src = at_tpq(score)
@@ -161,6 +172,7 @@ def infill(cm, score: symusic.Score, first: int, last: int, *, tracks: list[int]
     if first > n_bars:
         raise CadenzaError(f"bars {first}-{last} are outside the piece, which has {n_bars} bars")
     last = min(last, n_bars)
+    _check_bars(last - first + 1, f"bars {first}-{last} are", force)
     if tracks is not None:
         bad = [k for k in tracks if not 0 <= k < len(src.tracks)]
         if bad:
