@@ -307,3 +307,23 @@ def test_long_prompt_is_continued_after_its_end(tiny_model_dir):
     prompt_notes = {(n.start, n.pitch) for n in prompt.tracks[0].notes}
     new = [n for t in out.tracks for n in t.notes if (n.start, n.pitch) not in prompt_notes]
     assert new and min(n.start for n in new) >= end - 480  # within the last beat or after
+
+
+@pytest.mark.parametrize("args, compiled", [
+    (["--seconds", "120"], True), (["--seconds", "10"], False),
+    (["--bars", "64"], True),  # 64 bars of 4/4 at 120 bpm: 128 s (auto looked at --seconds only)
+    (["--bars", "64", "--tempo", "200"], False), (["--bars", "16", "--meter", "6/8", "--tempo", "20"], True),
+    (["--seconds", "10", "--compile", "on"], True), (["--seconds", "300", "--compile", "off"], False)])
+def test_compile_auto_is_on_for_pieces_of_two_minutes(args, compiled, tiny_model_dir, capsys, monkeypatch, tmp_path):
+    """README: `--compile on|off|auto`; auto turns it on for pieces of 2 minutes or more."""
+    from cadenza.tasks.compose import CadenzaModel
+
+    seen = {}
+
+    def stream_notes(self, *a, compile=False, **kw):
+        seen["compile"] = compile
+        raise KeyboardInterrupt  # stop here: only the choice is looked at
+
+    monkeypatch.setattr(CadenzaModel, "stream_notes", stream_notes)
+    main(["generate", "--model", str(tiny_model_dir), *args, "-q", "--out", str(tmp_path / "x.mid")])  # 130: stopped
+    assert seen["compile"] is compiled

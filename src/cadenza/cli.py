@@ -497,6 +497,17 @@ def _check_generate(a) -> None:
         parse_key(a.key)
 
 
+def _piece_seconds(a, bars: int | None) -> float:
+    """About how long the piece asked for lasts (for --compile auto): its --seconds, or its bars at the
+    tempo and meter asked for (120 bpm and 4/4 when not: the model's own are not known yet)."""
+    if a.seconds:
+        return float(a.seconds)
+    if not bars:
+        return 0.0
+    num, den = a.meter or (4, 4)
+    return bars * num * 4 / den * 60 / (a.tempo or 120.0)
+
+
 def cmd_generate(a) -> int:
     from cadenza.score import parse_chords, parse_instruments, parse_notes, read_score
 
@@ -560,7 +571,8 @@ def cmd_generate(a) -> int:
         if bar is not None and unit == "tok" and take == 0:
             bar.update(1)
 
-    compile_ = a.compile == "on" or (a.compile == "auto" and (a.seconds or 0) >= 120)
+    long_piece = _piece_seconds(a, total if unit == "bar" else None) >= 120
+    compile_ = a.compile == "on" or (a.compile == "auto" and long_piece)
     res = []
 
     def on_info(info):  # what the prompt says (key, meter, tempo, nearest style), used unless overridden
