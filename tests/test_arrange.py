@@ -220,3 +220,23 @@ def test_tempo_and_meter_are_exact_in_the_written_file(cm, tmp_path, tempo, mete
         assert main([*args, "--model", str(cm.path), "--seed", "0", "--out", str(out), "-q"]) == 0
         tempos, meters = _tempos_and_meters(out)
         assert tempos == want == [round(60e6 / 87), round(60e6 / 70)] and set(meters) == {(4, 4)}, args
+
+
+def _prepared(cm, **kw):
+    args = dict(prompt=None, bars=None, seconds=None, max_tokens=None, style=None, instruments=None, tempo=None,
+                time_signature=None, temperature=1.0, top_k=0, top_p=0.95, repetition_penalty=1.0, seed=0,
+                variations=1)
+    return cm._prepare(**{**args, **kw})
+
+
+def test_lengths_and_the_chord_track_as_the_readme_says(cm):
+    """README: 16 bars by default, the progression's with chords; a longer --bars cycles the progression;
+    the chords also sound as block chords in a track of their own on the first instrument asked for that
+    plays chords (piano when none is asked for), and in none when no instrument asked for plays chords."""
+    assert _prepared(cm)["stop"].bars == 16
+    assert _prepared(cm, chords=["Am", "F", "C"])["stop"].bars == 3
+    cycled = _prepared(cm, chords=["Am", "F"], bars=6)
+    assert cycled["stop"].bars == 6
+    assert [root for root, _ in cycled["constraints"]["chords"].values()] == [9, 5, 9, 5, 9, 5]
+    program = lambda inst: (_prepared(cm, chords=["Am", "F"], instruments=inst)["chord_track"] or [None] * 4)[3]  # noqa: E731
+    assert (program(["flute", "acoustic guitar", "piano"]), program(None), program(["flute"])) == (24, 0, None)

@@ -168,3 +168,11 @@ def test_no_parallel_fifths_or_octaves_unless_asked(harm):
     for v, (lo, hi) in enumerate(((55, 74), (48, 67), (40, 60)), start=1):  # textbook A, T, B ranges
         p = ruled[:, v][ruled[:, v] >= 0]
         assert p.min() >= lo and p.max() <= hi
+
+
+def test_regions_name_voices_and_join_with_semicolons():
+    """README: regions like 'alto,tenor:5-8', several joined by ';'."""
+    from cadenza.tasks.harmonize import parse_regions
+
+    regions = parse_regions("alto,tenor:5-8; bass:1-2", "--regenerate", 16, 4, 16 * 8, (0, 1, 2, 3))
+    assert [(r.voices, r.start, r.end) for r in regions] == [((1, 2), 64, 128), ((3,), 0, 32)]

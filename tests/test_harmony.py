@@ -69,3 +69,11 @@ def test_estimate_key(notes, key):
 
 def test_estimate_key_of_nothing():
     assert estimate_key(make_score([])) is None
+
+
+def test_bar_chords_take_each_bars_first_chord_and_repeat_marks():
+    """README: several chords in a bar between '|': the bar's first one is followed; '%' repeats a chord."""
+    from cadenza.score.harmony import bar_chords
+
+    assert bar_chords("| Am | F | C G |") == ["Am", "F", "C"]
+    assert bar_chords("C % G") == ["C", "C", "G"] and bar_chords("Am F C G") == ["Am", "F", "C", "G"]

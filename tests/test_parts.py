@@ -35,6 +35,9 @@ def test_roles_of_some_instruments():
     assert family_of(0) == "piano" and max_at_once(0) == 10
     assert family_of(0, is_drum=True) == "drums" and family_of(48) == "strings"
     assert range_of(40)[0] == 55  # a violin's lowest string is G3
+    # the README's list: one for a bass, a wind or a solo lead, two for a solo violin, six for a guitar
+    assert [max_at_once(p) for p in (32, 71, 80, 40)] == [1, 1, 1, 2]
+    assert {max_at_once(p) for p in range(24, 32)} == {6}
 
 
 def test_part_stats_measure_chords_duplicates_and_silence():

@@ -187,6 +187,8 @@ def test_output_formats_are_stereo_normalized(tmp_path):
         data, sr = soundfile.read(str(p), always_2d=True)
         assert sr == SR and data.shape[1] == 2 and len(data) > 0.9 * len(a.samples)
         assert np.abs(data).max() <= 1.0 and np.abs(data).max() > 0.5
+        if suffix in (".wav", ".flac"):  # the README: WAV and FLAC are 16-bit
+            assert soundfile.info(str(p)).subtype == "PCM_16", suffix
     assert not list(tmp_path.glob(".*"))  # no temporary files left
 
 

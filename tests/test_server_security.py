@@ -106,6 +106,7 @@ def test_the_token_is_asked_on_every_api_request(app):
     assert r.status_code == 303 and r.headers["location"] == "/"
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "the-token" in cookie
+    assert cookie.startswith("cadenza_token_")  # docs/studio-api.md: named cadenza_token_PORT (one per port)
     assert bare.get("/api/takes").status_code == 200  # the client keeps the cookie
 
 

@@ -248,13 +248,14 @@ class CadenzaModel:
         if meter not in tok.tsig_id:
             raise CadenzaError(f"unsupported meter {meter[0]}/{meter[1]}: this model knows "
                                + ", ".join(f"{a}/{b}" for a, b in sorted(tok.tsig_id)))
-        programs = None
+        programs = asked = None
         if instruments is not None:
             progs = []
             for inst in instruments:
                 p, drum = inst if isinstance(inst, tuple) else parse_instrument(inst)
                 progs.append(-1 if drum else int(p))
             programs = sorted(set(progs))
+            asked = list(dict.fromkeys(progs))  # in the order asked for: the chord track takes the first
         elif prompt is not None and prompt.note_num() > 0:
             programs = sorted({-1 if t.is_drum else t.program for t in prompt.tracks if len(t.notes)})
         full_ids, ids, lead = self._prompt_ids(prompt, style, tempo, meter, key_t,
@@ -299,9 +300,9 @@ class CadenzaModel:
                                   follow_chords=chords is not None, pace=pace, plans=plans,
                                   plan_bars=plan_bars, plan_seconds=plan_seconds).validate()
         chord_track = None
-        if chords is not None and _chord_program(programs) is not None:  # also heard: block chords, own track
+        if chords is not None and _chord_program(asked or programs) is not None:  # also heard: own track
             chord_track = (list(chords), constraints["chords"] and min(constraints["chords"]), meter,
-                           _chord_program(programs))
+                           _chord_program(asked or programs))
         return dict(prompt=prompt, full_ids=full_ids, ids=ids, sampling=sampling, tempo=tempo, chord_track=chord_track,
                     stop=StopConfig(bars=bars, seconds=seconds, max_tokens=max_tokens), constraints=constraints)
 
