@@ -327,3 +327,44 @@ def test_compile_auto_is_on_for_pieces_of_two_minutes(args, compiled, tiny_model
     monkeypatch.setattr(CadenzaModel, "stream_notes", stream_notes)
     main(["generate", "--model", str(tiny_model_dir), *args, "-q", "--out", str(tmp_path / "x.mid")])  # 130: stopped
     assert seen["compile"] is compiled
+
+
+def test_a_prompt_is_described_on_stderr_and_overridden_by_flags(tiny_model_dir, tmp_path, capsys):
+    """README: the prompt's key, meter, tempo and nearest style are printed on stderr ('prompt: ...') and
+    used unless --key, --meter, --tempo or --style say otherwise; from Python, a prompt may be a path."""
+    import cadenza
+    from cadenza.score import read_score
+
+    tune = tmp_path / "tune.mid"
+    write_score(make_score([(60 + (i * 5) % 12, i * 0.5, 0.5, 80) for i in range(32)]), tune)
+    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--prompt", tune, "--bars", 1, "--seed", 1,
+                       "--out", tmp_path / "a.mid")
+    assert code == 0 and any(ln.startswith("prompt: ") and "bpm" in ln for ln in err.splitlines()), err
+    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--prompt", tune, "--bars", 1, "--seed", 1,
+                       "--tempo", 90, "-q", "--out", tmp_path / "b.mid")
+    assert code == 0 and {round(t.qpm) for t in read_score(tmp_path / "b.mid").tempos} == {90}
+    from_python = cadenza.load_model(tiny_model_dir).generate(prompt=str(tune), bars=1, seed=1)
+    kept = sorted((n.time, n.pitch) for n in read_score(tune).tracks[0].notes)
+    assert kept == sorted((n.time, n.pitch) for t in from_python.tracks for n in t.notes)[:len(kept)]
+
+
+@pytest.mark.parametrize("value, passed", [("off", "off"), ("auto", "auto"), ("0.25", 0.25)])
+def test_restate_reaches_the_model(value, passed, tiny_model_dir, capsys, monkeypatch, tmp_path):
+    """README: `--restate auto|off|RATE` on the command line (the API's `repeat`)."""
+    from cadenza.tasks.compose import CadenzaModel
+
+    seen = {}
+
+    def stream_notes(self, *a, **kw):
+        seen["repeat"] = kw.get("repeat")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(CadenzaModel, "stream_notes", stream_notes)
+    main(["generate", "--model", str(tiny_model_dir), "--bars", "2", "--restate", value, "-q", "--out",
+          str(tmp_path / "x.mid")])
+    assert seen["repeat"] == passed
+
+
+def test_restate_out_of_range_is_one_line(tiny_model_dir, capsys, tmp_path):
+    code, _, err = run(capsys, "generate", "--model", tiny_model_dir, "--restate", "1.5", "--out", tmp_path / "x.mid")
+    one_line_error(code, err, "--restate", "1.5")

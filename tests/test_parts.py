@@ -115,6 +115,9 @@ def test_part_control_draws_in_a_silent_instrument_and_holds_back_a_busy_one(tin
 def test_prompt_pace_is_notes_per_beat_of_its_last_bars():
     s = make_score([(60, b, 1, 80) for b in range(16)], program=0)
     assert prompt_pace(s, [0, 33]) == {0: pytest.approx(1.0)}
+    # README: the pace of the prompt's last 8 bars: 16 bars of 4/4, four notes a beat in bars 1-8, one in 9-16
+    busy = make_score([(60, b / 4, 0.25, 80) for b in range(4 * 32)] + [(62, 32 + b, 1, 80) for b in range(32)])
+    assert prompt_pace(busy, [0]) == {0: pytest.approx(1.0)}
 
 
 def test_same_program_tracks_stay_apart():
