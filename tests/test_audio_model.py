@@ -236,3 +236,13 @@ def test_audio_train_stops_after_max_minutes_and_resumes(trained, tmp_path, caps
     assert torch.load(tmp_path / "run" / "codec_checkpoint.pt", weights_only=True)["step"] == 1
     assert main(args + ["--prior-steps", "3", "--resume"]) == 0
     assert (tmp_path / "run" / "model" / "codec.safetensors").is_file()
+
+
+def test_the_bundled_audio_model_is_as_the_readme_says():
+    """README: the bundled `audio` model (piano, strings, winds) turns each 32 ms of sound into 4 codes."""
+    from cadenza.tasks.compose import BUNDLED_DIR
+
+    cfg = json.loads((BUNDLED_DIR / "audio" / "config.json").read_text())
+    c = cfg["codec"]
+    assert c["hop"] * c["stride"] / c["sample_rate"] == 0.032 and c["n_q"] == 4
+    assert cfg["styles"] == ["piano", "strings", "winds"]

@@ -53,3 +53,19 @@ def test_music21_corpora_tokenize_in_worker_processes_with_the_same_ids(tmp_path
     assert len([p for p in ids if not p.endswith("#given")]) == 4 and any(p.endswith("#given") for p in ids)
     first = next(_tokenized(src, tok))
     assert first[0] == next(iter_pieces(src))[0] and tok.check(first[1][0][1]) == []
+
+
+def test_sources_infer_known_styles_and_multi_tune_abc_gives_one_piece_per_tune(tmp_path):
+    """README: a source's style is the name after '=', or inferred for well-known corpora; multi-tune ABC
+    files give one piece per tune (folders searched recursively)."""
+    from cadenza.train.corpora import Source, iter_pieces
+
+    assert Source.parse("music21:bach").style == "chorale"
+    assert Source.parse("music21:bach=mine").style == "mine"
+    folk = tmp_path / "Nottingham" / "deeper"
+    folk.mkdir(parents=True)
+    tunes = "".join(f"X:{k}\nT:Tune {k}\nM:4/4\nL:1/8\nK:G\nGABc dedB|dBGB AGFD|\n\n" for k in (1, 2, 3))
+    (folk / "three.abc").write_text(tunes)
+    source = Source.parse(str(tmp_path / "Nottingham"))
+    assert source.style == "folk"
+    assert len(list(iter_pieces(source))) == 3

@@ -176,3 +176,22 @@ def test_regions_name_voices_and_join_with_semicolons():
 
     regions = parse_regions("alto,tenor:5-8; bass:1-2", "--regenerate", 16, 4, 16 * 8, (0, 1, 2, 3))
     assert [(r.voices, r.start, r.end) for r in regions] == [((1, 2), 64, 128), ((3,), 0, 32)]
+
+
+def test_free_voice_leading_turns_the_rules_off(grid_model_dir, tmp_path, capsys, monkeypatch):
+    """README: `--free-voice-leading` lets the model move voices without the parallel-fifths/octaves rule."""
+    from cadenza.cli import main
+    from cadenza.tasks.harmonize import Harmonizer
+
+    seen = []
+    real = Harmonizer.harmonize
+
+    def spy(self, *a, **kw):
+        seen.append(kw["rules"])
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Harmonizer, "harmonize", spy)
+    for flag in ([], ["--free-voice-leading"]):
+        assert main(["harmonize", "--notes", "C4 D4 E4 F4", "--model", str(grid_model_dir), *flag, "-q",
+                     "--out", str(tmp_path / "h.mid")]) == 0
+    assert seen == [True, False]

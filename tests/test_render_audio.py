@@ -312,3 +312,21 @@ def test_recordings_are_bounded_before_they_are_read(tmp_path):
     soundfile.write(str(nan), np.array([0.0, np.nan, 0.1] * 1000, dtype=np.float32), 8000, subtype="FLOAT")
     with pytest.raises(CadenzaError, match="not numbers"):
         read_audio(nan)
+
+
+def test_the_soundfont_is_found_through_the_environment_and_usual_places(tmp_path, monkeypatch):
+    """README: $SOUNDFONT (or $CADENZA_SOUNDFONT) and the system's usual places are searched."""
+    from cadenza.render import audio as ra
+
+    found = ra.find_soundfont()
+    if found is None:
+        pytest.skip("no SoundFont on this machine")
+    for var in ra.SOUNDFONT_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SOUNDFONT", str(found))
+    monkeypatch.setattr(ra, "SOUNDFONT_PLACES", ())
+    assert ra.find_soundfont() == found
+    monkeypatch.delenv("SOUNDFONT")
+    assert ra.find_soundfont() is None
+    monkeypatch.setattr(ra, "SOUNDFONT_PLACES", (str(tmp_path / "none.sf2"), str(found)))
+    assert ra.find_soundfont() == found
