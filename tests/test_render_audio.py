@@ -330,3 +330,26 @@ def test_the_soundfont_is_found_through_the_environment_and_usual_places(tmp_pat
     assert ra.find_soundfont() is None
     monkeypatch.setattr(ra, "SOUNDFONT_PLACES", (str(tmp_path / "none.sf2"), str(found)))
     assert ra.find_soundfont() == found
+
+
+def test_cli_render_writes_every_kind_of_output_rendering_audio_once(tmp_path, capsys, monkeypatch):
+    """README: `render` to audio, a piano roll, sheet music (.svg, .pdf), a spectrogram of a recording or (with
+    --spectrogram) of a score's audio; the audio is rendered once for all the outputs of one command."""
+    from cadenza.cli import main
+    from cadenza.render import outputs
+    from cadenza.score import write_score
+
+    song = tmp_path / "song.mid"
+    write_score(make_score([(60 + k % 8, k * 0.5, 0.5, 90) for k in range(16)]), song)
+    calls = []
+    real = outputs.render_audio
+    monkeypatch.setattr(outputs, "render_audio", lambda *a, **k: calls.append(1) or real(*a, **k))
+    outs = ["a.wav", "a.flac", "a.mp3", "roll.png", "score.svg", "score.pdf"]
+    assert main(["render", str(song), "--renderer", "builtin", "-q", *sum((["--out", str(tmp_path / o)] for o in outs),
+                                                                         [])]) == 0
+    assert len(calls) == 1 and all((tmp_path / o).stat().st_size > 1000 for o in outs)
+    assert main(["render", str(tmp_path / "a.wav"), "-q", "--out", str(tmp_path / "rec.png")]) == 0
+    assert main(["render", str(song), "--renderer", "builtin", "--spectrogram", "-q", "--out",
+                 str(tmp_path / "spec.png")]) == 0
+    assert (tmp_path / "rec.png").stat().st_size > 1000 and (tmp_path / "spec.png").stat().st_size > 1000
+    assert len(calls) == 2  # the recording is read, not rendered
