@@ -323,3 +323,28 @@ def test_chords_and_key_with_a_control_model(tmp_path):
         assert all(n["program"] == 73 for n in done[1]["take"]["notes"])
         r = c.post("/api/generate", json={"chords": "| Am | Qx |"})
         assert r.status_code == 422 and "bar 2" in r.json()["detail"]
+
+
+def test_jobs_say_their_queue_position_and_wait(client):
+    """docs/studio-api.md: `position` (jobs ahead while queued) and `waited_s` (null until it starts)."""
+    jobs = [client.post("/api/generate", json={"bars": 32, "random_seed": k}).json() for k in range(3)]
+    assert jobs[2]["status"] == "queued" and jobs[2]["waited_s"] is None and jobs[2]["position"] >= 1
+    done = [finish(client, j["id"]) for j in jobs]
+    assert all(j["status"] == "done" and j["position"] == 0 and j["waited_s"] >= 0 for j in done)
+    assert done[2]["waited_s"] >= done[0]["waited_s"]  # one worker: the third waited for the first two
+
+
+def test_done_carries_messages_for_the_user(client):
+    """docs/studio-api.md: `done` carries `messages`, e.g. a harmonization's transposition."""
+    low = client.post("/api/takes/text", json={"notes": "C3 D3 E3 F3 | G3*4"}).json()
+    j = client.post("/api/harmonize", json={"take": low["id"], "random_seed": 1}).json()
+    kind, body = events(client, j["id"])[-1]
+    assert kind == "done" and any("transpos" in m for m in body["messages"]), body["messages"]
+
+
+def test_options_list_meters_keys_and_defaults(client):
+    """docs/studio-api.md: options hold meters, keys, limits and the generate defaults."""
+    o = client.get("/api/options").json()
+    assert "4/4" in o["meters"] and "C major" in o["keys"] and "A minor" in o["keys"]
+    assert {"upload_bytes", "upload_notes", "upload_seconds", "bars", "seconds", "queue"} <= set(o["limits"])
+    assert o["defaults"]["bars"] == 8 and o["defaults"]["top_p"] == 0.95
