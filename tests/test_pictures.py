@@ -331,3 +331,13 @@ def test_every_staff_has_the_scores_meter():
     score.tracks.append(make_score([(48 + i % 5, i, 1, 80) for i in range(12)], program=32).tracks[0])
     xml = musicxml(score)
     assert re.findall(r"<time>\s*<beats>(\d+)</beats>\s*<beat-type>(\d+)</beat-type>", xml) == [("3", "4")] * 2
+
+
+def test_spectrogram_has_axes_a_db_colour_bar_and_marks():
+    """README: mel scale, time and frequency axes, dB colour bar; `audio continue`'s picture marks the seam."""
+    from cadenza.render.pictures import spectrogram_figure
+
+    fig = spectrogram_figure(sine(440, 2.0), SR, marks=[(1.0, "continuation")])
+    ax, bar = fig.axes
+    assert ax.get_xlabel() == "time (s)" and "mel" in ax.get_ylabel() and "dB" in bar.get_ylabel()
+    assert [line.get_xdata()[0] for line in ax.lines] == [1.0] and ax.texts[0].get_text().strip() == "continuation"
