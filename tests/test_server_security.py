@@ -262,6 +262,18 @@ def test_a_generation_past_job_seconds_stops_with_one_line(tiny_model_dir):
         assert done["status"] == "error" and done["error"] == "stopped: took longer than 0.5 s (limit job_seconds)"
 
 
+def test_a_rendering_past_job_seconds_stops_with_one_line(tiny_model_dir):
+    """README: renderings (sheet music, WAV) stop after job_seconds too: their child process is killed."""
+    with studio_client(create_app(Settings(model=str(tiny_model_dir), workers=1, job_seconds=0.3))) as c:
+        heavy = make_score([(48 + k % 36, k / 8, 0.125, 80) for k in range(4000)]).dumps_midi()
+        take = c.post("/api/takes/upload", files={"file": ("heavy.mid", heavy, "audio/midi")}).json()
+        t0 = time.monotonic()
+        for url in (f"/api/takes/{take['id']}/sheet", f"/api/takes/{take['id']}/file.wav"):
+            r = c.get(url)
+            assert r.status_code == 503 and detail(r) == "stopped: took longer than 0.3 s (limit job_seconds)", url
+        assert time.monotonic() - t0 < 10
+
+
 # --------------------------------------------------------------------------------- a real server
 def free_port() -> int:
     with socket.socket() as s:
