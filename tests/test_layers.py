@@ -97,3 +97,28 @@ def test_nothing_imports_a_front_end_and_score_and_tokenizers_import_no_torch():
     found, torch_users = edges()
     assert {(a, b) for a, b in found if b in FRONT_ENDS and a not in FRONT_ENDS} == set()
     assert sorted(m for m in torch_users if part_of(m) in ("score", "tokenizers")) == []
+
+
+def _parser_defaults(argv: list[str]) -> dict:
+    """{dest: default} of the subcommand ``argv`` names."""
+    from cadenza.cli import build_parser
+
+    parser = build_parser()
+    for name in argv:
+        parser = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices[name]
+    return {a.dest: a.default for a in parser._actions if a.dest != "help"}
+
+
+def test_training_flags_default_to_their_dataclasses():
+    """One set of defaults (issue 19): `audio train --codec-steps` said 3000 where AudioTrainConfig said 1500."""
+    from dataclasses import fields
+
+    from cadenza.audio.train import AudioTrainConfig
+    from cadenza.train.loop import TrainConfig
+
+    for argv, cls in ((["train"], TrainConfig), (["audio", "train"], AudioTrainConfig)):
+        flags, d = _parser_defaults(argv), cls(out="")
+        shared = [f.name for f in fields(cls) if f.name in flags and f.name not in ("out", "data", "steps")]
+        assert len(shared) >= 8, shared
+        assert {k: flags[k] for k in shared} == {k: getattr(d, k) for k in shared}, argv
+    assert _parser_defaults(["audio", "train"])["n_layers"] == AudioTrainConfig(out="").n_layers  # --layers too

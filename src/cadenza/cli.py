@@ -286,18 +286,23 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--data", required=True, metavar="DIR",
                     help="recordings; the first subfolder names the style (wavs/piano/..., wavs/strings/...)")
     at.add_argument("--out", required=True, metavar="DIR", help="run folder; the model is written to DIR/model")
-    at.add_argument("--codec-steps", type=_positive_int, default=3000, help="codec training steps (default 3000)")
-    at.add_argument("--prior-steps", type=_positive_int, default=3000, help="prior training steps (default 3000)")
-    at.add_argument("--batch-size", type=_positive_int, default=16)
-    at.add_argument("--ctx", type=_positive_int, default=512, help="prior context in tokens (default 512)")
-    at.add_argument("--d-model", type=_positive_int, default=256)
-    at.add_argument("--n-layers", type=_positive_int, default=6)
-    at.add_argument("--threads", type=_positive_int, help="CPU threads")
-    at.add_argument("--max-minutes", type=_positive_float, help="stop (resumably) after this many minutes")
-    at.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    from cadenza.audio.train import AudioTrainConfig  # dataclass defaults are the CLI defaults
+
+    d = AudioTrainConfig(out="")
+    for flags, typ, dest, hlp in [
+        (("--codec-steps",), _positive_int, "codec_steps", "codec training steps"),
+        (("--prior-steps",), _positive_int, "prior_steps", "prior training steps"),
+        (("--batch-size",), _positive_int, "batch_size", "sequences per step"),
+        (("--ctx",), _positive_int, "ctx", "prior context in tokens"), (("--d-model",), _positive_int, "d_model",
+                                                                         "prior width"),
+        (("--layers", "--n-layers"), _positive_int, "n_layers", "prior layers (the same flag as train's)"),
+        (("--threads",), _positive_int, "threads", "CPU threads"),
+        (("--max-minutes",), _positive_float, "max_minutes", "stop (resumably) after this many minutes"),
+        (("--name",), str, "name", "model name"), (("--license",), str, "license", "license of the training data")]:
+        v = getattr(d, dest)
+        at.add_argument(*flags, type=typ, dest=dest, default=v, help=hlp + ("" if v is None else f" (default {v})"))
+    at.add_argument("--precision", choices=("fp32", "bf16"), default=d.precision,
                     help="bf16: the prior's forward pass in bfloat16 (faster on CPUs with AVX512-BF16)")
-    at.add_argument("--name", default="cadenza-audio", help="model name")
-    at.add_argument("--license", default="see data sources", help="license of the training data")
     at.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoints")
     at.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

@@ -33,7 +33,7 @@ AUDIO_FILES = (".wav", ".flac", ".ogg", ".mp3")
 class AudioTrainConfig:
     out: str
     data: str = ""
-    codec_steps: int = 1500
+    codec_steps: int = 3000  # as recipes/audio_model.sh trained the bundled model (the CLI's default was 3000)
     prior_steps: int = 3000
     batch_size: int = 16
     crop_seconds: float = 2.048  # codec training crops
