@@ -438,6 +438,9 @@ CLI_FOUND = {  # name: (argv, where it breaks)
                                "nn.Embedding: RuntimeError 'negative dimension -8'"),
     "transcribe_tempo_huge": (["transcribe", "{wav}", "--tempo", "1e308"],
                               "audio/transcribe.py: ticks per second overflow to inf, int(NaN) raises ValueError"),
+    "generate_meter_over_0": (["generate", "--model", "{tiny}", "--bars", "1", "--meter", "4/0"],
+                              "cli._piece_seconds: ZeroDivisionError (a meter's denominator was not checked)"),
+    "harmonize_meter_0": (["harmonize", "--notes", "C4 D4", "--meter", "0/4"], "a meter of no beats"),
 }
 
 

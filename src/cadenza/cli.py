@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from cadenza.errors import CadenzaError
+from cadenza.errors import CadenzaError, shown
 from cadenza.limits import LIMITS
 
 # exit codes: a user's error (one line says what), a usage error (argparse's line), a bug (one line and a report
@@ -72,11 +72,15 @@ def _seed(text: str) -> int:
 
 
 def _meter(text: str) -> tuple[int, int]:
+    """'3/4' -> (3, 4): 1 to LIMITS.beats beats of a whole note to a 128th (as a score's meters are checked)."""
     try:
-        a, b = text.split("/")
-        return int(a), int(b)
+        a, b = (int(x) for x in text.split("/"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"meter must look like 3/4, got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"meter must look like 3/4, got {shown(text, 20)}") from None
+    if not (1 <= a <= LIMITS.beats and 1 <= b <= 128 and b & (b - 1) == 0):
+        raise argparse.ArgumentTypeError(f"meter {a}/{b}: 1 to {LIMITS.beats} beats of a whole note (1), half (2), "
+                                         "quarter (4), ... to a 128th")
+    return a, b
 
 
 class OneLineParser(argparse.ArgumentParser):
