@@ -372,14 +372,8 @@ def test_restate_out_of_range_is_one_line(tiny_model_dir, capsys, tmp_path):
 
 def test_train_with_controls_writes_them_into_the_model(capsys, tmp_path):
     """README: `--controls key,instruments,chords,infill` trains a model that reads those controls."""
-    data = tmp_path / "data"
-    data.mkdir()
-    for k in range(4):
-        write_score(make_score([(60 + (i * 5 + k) % 12, i * 0.5, 0.5, 80) for i in range(64)]), data / f"p{k}.mid")
-    out = tmp_path / "run"
-    code, _, err = run(capsys, "train", "--data", f"{data}=folk", "--out", out, "--ctx", 64, "--batch-size", 2,
-                       "--d-model", 32, "--layers", 1, "--heads", 2, "--d-ff", 32, "--valid-fraction", 0.25,
-                       "--steps", 1, "--controls", "key,instruments,chords,infill", "-q")
+    out, argv = _tiny_training(tmp_path, "--steps", "1", "--controls", "key,instruments,chords,infill", "-q")
+    code, _, err = run(capsys, *argv[3:])  # in this process: the command line after `python -m cadenza.cli`
     assert code == 0, err
     cfg = json.loads((out / "model" / "config.json").read_text())
     assert sorted(cfg["tokenizer"]["controls"]) == ["chords", "infill", "instruments", "key"]

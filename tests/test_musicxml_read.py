@@ -86,7 +86,8 @@ def test_reading_does_not_take_music21s_quadratic_paths(tmp_path, monkeypatch):
     monkeypatch.setattr(translate, "streamToMidiFile", refuse)
     path = tmp_path / "m.musicxml"
     tied = NOTE.format(s="C", d=4, x='<tie type="start"/>')
-    path.write_text(xml([NOTE.format(s="G", d=1, x="") * 3_000 + tied, NOTE.format(s="C", d=8, x='<tie type="stop"/>')]))
+    stop = NOTE.format(s="C", d=8, x='<tie type="stop"/>')
+    path.write_text(xml([NOTE.format(s="G", d=1, x="") * 3_000 + tied, stop]))
     score = read_score(path, force=True)
     assert score.note_num() == 3_001 and score.tracks[0].notes[-1].duration == 6 * 480
 

@@ -166,7 +166,8 @@ def test_server_serves_nothing_outside_its_files(client):
 
 # ------------------------------------------------------------------------------------ jobs
 @pytest.mark.parametrize("body, words", [
-    ({"bars": 0}, "bars"), ({"bars": 33}, "at most 32"), ({"seconds": 901}, "seconds"), ({"bars": 4, "seconds": 4}, "not both"),
+    ({"bars": 0}, "bars"), ({"bars": 33}, "at most 32"), ({"seconds": 901}, "seconds"),
+    ({"bars": 4, "seconds": 4}, "not both"),
     ({"temperature": 0}, "temperature"), ({"top_p": 1.5}, "top_p"), ({"style": "zydeco"}, "zydeco"),
     ({"model": "nope"}, "unknown model"), ({"model": "chorale"}, "unknown model"), ({"instruments": ["kazooo"]}, "kazooo"),
     ({"key": "D minor"}, "no key control"), ({"meter": "7"}, "meter"), ({"tempo": 5}, "tempo"), ({"colour": "red"}, "colour"),
