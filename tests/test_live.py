@@ -13,8 +13,10 @@ from cadenza import live
 from cadenza.cli import OneLineParser
 from cadenza.engine.notes import NoteEvent
 from cadenza.errors import CadenzaError
-from cadenza.live import (DRUM_CHANNEL, LivePlayer, MemorySink, add_live_parser, cmd_live, measure_live_latency,
-                          notes_of_score, phrase_bars, phrase_to_score)
+from cadenza.cli import live as live_cmd
+from cadenza.cli.live import add_live_parser, cmd_live
+from cadenza.live import (DRUM_CHANNEL, LivePlayer, MemorySink, measure_live_latency, notes_of_score, phrase_bars,
+                          phrase_to_score)
 from conftest import make_score
 
 
@@ -270,8 +272,7 @@ def test_cli_main_if_wired(no_devices, capsys):
     from cadenza.cli import build_parser, main
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    if "live" not in sub.choices:
-        pytest.skip("cadenza live is not wired into cadenza.cli yet")
+    assert "live" in sub.choices
     assert main(["live", "--seconds", "2"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no MIDI output" in err
@@ -279,7 +280,7 @@ def test_cli_main_if_wired(no_devices, capsys):
 
 def test_live_plays_a_model_to_a_sink(tiny_model_dir, monkeypatch, capsys):
     sink = MemorySink()
-    monkeypatch.setattr(live, "_open_sink", lambda a: sink)
+    monkeypatch.setattr(live_cmd, "_open_sink", lambda a: sink)
     assert cmd_live(_parse(["--model", str(tiny_model_dir), "--seconds", "1", "--buffer", "0.1", "--seed", "1"])) == 0
     assert sent(sink, "note_on")
     check_pairs(sink)
@@ -297,9 +298,9 @@ def test_call_and_response_answers_each_phrase(tiny_model_dir, monkeypatch, caps
         except StopIteration:
             raise KeyboardInterrupt from None  # the player presses Ctrl-C
 
-    monkeypatch.setattr(live, "_open_sink", lambda a: sink)
-    monkeypatch.setattr(live, "open_input", lambda name: FakeInput([]))
-    monkeypatch.setattr(live, "listen_phrase", listen)
+    monkeypatch.setattr(live_cmd, "_open_sink", lambda a: sink)
+    monkeypatch.setattr(live_cmd, "open_input", lambda name: FakeInput([]))
+    monkeypatch.setattr(live_cmd, "listen_phrase", listen)
     assert cmd_live(_parse(["--listen", "Keys", "--model", str(tiny_model_dir), "--seconds", "1",
                             "--buffer", "0.1", "--seed", "0"])) == 0
     err = capsys.readouterr().err

@@ -47,3 +47,18 @@ def test_generate_takes_threads_and_leaves_on_sigterm(tmp_path, tiny_model_dir):
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err
     assert not list(tmp_path.glob(".*"))  # nothing half-written left behind
+
+
+def test_a_sigterm_swallowed_in_a_weakref_callback_still_stops_the_command():
+    """Python swallows an exception raised in a weakref callback (torch.compile runs many): a SIGTERM that
+    landed there let `generate --bars 500` run on and exit 0. The handler raises again every 0.2 s until
+    the process has left, and the swallowed exception is not printed."""
+    code = ("import os, signal, sys, time, weakref\nimport cadenza.cli as cli\n"
+            "signal.signal(signal.SIGTERM, cli._terminate)\nsys.unraisablehook = cli._unraisable(sys.unraisablehook)\n"
+            "class A: pass\n"
+            "def cb(ref):\n    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(0.01)\n"
+            "a = A(); r = weakref.ref(a, cb); del a\nprint('swallowed', flush=True)\n"
+            "t0 = time.time()\nwhile time.time() - t0 < 10:\n    pass\nprint('not stopped')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 128 + signal.SIGTERM and done.stdout.strip() == "swallowed", (done.stdout, done.stderr)
+    assert done.stderr.strip() == ""

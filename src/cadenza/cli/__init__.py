@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from cadenza.errors import CadenzaError, shown
@@ -316,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("input", metavar="FILE", help="a score or a recording")
     _render_flags(pl, play=False)
 
-    from cadenza.live import add_live_parser
+    from cadenza.cli.live import add_live_parser
 
     add_live_parser(sub)
 
@@ -393,9 +394,33 @@ def _decoding_threads(a) -> None:
     set_decode_threads(getattr(a, "threads", None))
 
 
+_TERMINATING: list[int] = []  # the signal being acted on, once SIGTERM has come
+
+
 def _terminate(signum, frame) -> None:
-    """SIGTERM: leave like Ctrl-C, so files being written are cleaned up (exit 143)."""
+    """SIGTERM: leave like Ctrl-C, so files being written are cleaned up (exit 143).
+
+    A signal handler's exception is raised wherever the main thread is; inside a weakref callback or a
+    ``__del__`` (torch.compile runs many) Python swallows it and the work goes on: `generate --bars 500`
+    then finished and exited 0. So, once SIGTERM has come, it is raised again every 0.2 s (SIGALRM) until
+    the process has left, and the swallowed one is not printed (``_unraisable``)."""
+    _TERMINATING.append(signum)
+    warnings.simplefilter("ignore")  # leaving: what a library warns of while it unwinds is noise (torch.compile's)
+    if hasattr(signal, "setitimer"):
+        signal.signal(signal.SIGALRM, _terminate_again)
+        signal.setitimer(signal.ITIMER_REAL, 0.2, 0.2)
     raise SystemExit(128 + signum)
+
+
+def _terminate_again(signum, frame) -> None:
+    raise SystemExit(128 + _TERMINATING[0])
+
+
+def _unraisable(hook):
+    def unraisable(info) -> None:
+        if not (_TERMINATING and isinstance(info.exc_value, SystemExit)):
+            hook(info)
+    return unraisable
 
 
 def _render_options(a):
@@ -866,7 +891,7 @@ def cmd_play(a) -> int:
 
 
 def _cmd_live(a) -> int:
-    from cadenza.live import cmd_live
+    from cadenza.cli.live import cmd_live
 
     return cmd_live(a)
 
@@ -949,11 +974,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     main_thread = threading.current_thread() is threading.main_thread()
     before = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    hook, sys.unraisablehook = sys.unraisablehook, _unraisable(sys.unraisablehook)
     try:
         return _run(a, argv)
     finally:
         if main_thread:
+            if _TERMINATING and hasattr(signal, "setitimer"):
+                signal.setitimer(signal.ITIMER_REAL, 0)  # leaving: no more reminders
             signal.signal(signal.SIGTERM, before)
+        sys.unraisablehook = hook
 
 
 def _run(a, argv: list[str] | None) -> int:
@@ -993,7 +1022,3 @@ def _internal_error(e: Exception, argv: list[str]) -> int:
         return EXIT_INTERNAL
     print(f"{what}; the full report is in {path} - please include it in a bug report", file=sys.stderr)
     return EXIT_INTERNAL
-
-
-if __name__ == "__main__":
-    sys.exit(main())
