@@ -72,7 +72,7 @@ def bench_instruments(cm, a, rng) -> None:
 
 
 def _first_bars(score, n: int):
-    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.bars import bar_starts
 
     s = score if str(score.ttype).endswith("Tick") else score.to("tick")
     starts = bar_starts(s, int(s.end()) + 1)

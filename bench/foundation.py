@@ -113,7 +113,7 @@ def cut(score, start: int, end: int):
 
 
 def _bars(score, n: int) -> np.ndarray:
-    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.bars import bar_starts
 
     # bar_starts stops at `until`; ask far enough for n bars of the longest meter we meet (16/4 = 16 quarters)
     starts = bar_starts(score, n * 16 * int(score.tpq) + 1)

@@ -262,7 +262,8 @@ def bench_long(a) -> None:
 
 # ----------------------------------------------------------------------------------------- loops
 def bench_loops(model, a) -> None:
-    from cadenza.eval.metrics import bar_starts, loop_rate, scale_consistency
+    from cadenza.eval.metrics import loop_rate, scale_consistency
+    from cadenza.score.bars import bar_starts
 
     styles = [s for s in STYLE_DATA if s in model.styles]
     gen = {"plain": dict(repetition_penalty=1.0, repeat="off"), "controlled": {}}  # controlled: the defaults

@@ -76,7 +76,7 @@ def _tick(score):
 
 def bar_count(score) -> tuple[int, float]:
     """(bars up to the last note-off, as eval.parts counts them; the last bar's length in seconds)."""
-    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.bars import bar_starts
     from cadenza.score.build import ticks_to_seconds
 
     s = _tick(score)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cadenza.eval.metrics import bar_starts, loop_rate
+from cadenza.eval.metrics import loop_rate
+from cadenza.score.bars import bar_starts
 from cadenza.train.corpora import Source, iter_pieces
 
 

@@ -161,7 +161,7 @@ def test_cli_generate_over_chords_with_key(cm, tiny_model_dir, tmp_path, capsys,
                  "--key", "A minor", "--instruments", "flute,piano", "--seed", "1", "--out", str(out), "-q"]) == 0
     s = read_score(out)
     assert s.note_num() > 0 and {t.program for t in s.tracks if len(t.notes)} <= {0, 73}
-    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.bars import bar_starts
     assert max(n.time for t in s.tracks for n in t.notes) < bar_starts(s, 9 * 1920)[8]  # 8 bars: 4 chords x 2
     # a plain model plays the repeated progression as its seed: one block chord a bar, 4 bars (it gave 2 bars
     # of quarter-note chords), with or without bar lines

@@ -21,14 +21,14 @@ ALLOWED = {
     "errors": set(), "limits": set(), "files": {"errors"},
     "score": set(),
     "eval": {"score"},
-    "tokenizers": {"score", "eval"},
+    "tokenizers": {"score"},  # bar geometry is score's (score/bars.py), not the metrics'
     "model": set(),
     "render": {"score"},
-    "engine": {"model", "tokenizers", "score", "eval"},
-    "train": {"model", "tokenizers", "score", "eval"},
+    "engine": {"model", "tokenizers", "score"},
+    "train": {"model", "tokenizers", "score"},
     "audio": {"model", "tokenizers", "score", "render", "train"},  # codec and prior training, transcription
     "tasks": {"engine", "model", "tokenizers", "score", "eval", "audio", "render", "train"},
-    "server": {"tasks", "engine", "model", "tokenizers", "score", "eval", "render"},
+    "server": {"tasks", "engine", "model", "tokenizers", "score", "render"},
     "live": {"tasks", "engine", "score", "render"},  # playing in real time; its command is cli.live
     "cli": {"tasks", "engine", "model", "tokenizers", "score", "eval", "render", "audio", "train", "server", "live"},
     "__main__": {"cli"},

@@ -321,7 +321,7 @@ def test_a_planned_rest_is_kept_and_a_busy_ensemble_waits_longer(tiny):
 
 def test_a_piece_from_nothing_follows_its_plan_of_rests_and_entries(cm):
     from cadenza.engine.parts import part_plan, style_plans
-    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.bars import bar_starts
 
     progs, bars, seed = [0, 32, -1, 48], 24, 3
     score = cm.generate(style="pop", instruments=["piano", "acoustic bass", "drums", "strings"], bars=bars, seed=seed)
@@ -345,7 +345,7 @@ def test_a_piece_from_nothing_follows_its_plan_of_rests_and_entries(cm):
 def test_no_part_of_a_short_piece_sits_out_a_bar(cm):
     """A 4-bar piece plans no rests, so every instrument plays in every bar (the drums of this one,
     drawn in by their pace's bias alone, played 4, 0, 1 and 3 notes: the model would not have them)."""
-    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.bars import bar_starts
 
     score = cm.generate(style="pop", instruments=["piano", "acoustic bass", "drums", "strings"], bars=4, seed=11)
     tick = score.to("tick")

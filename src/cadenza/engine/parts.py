@@ -238,7 +238,7 @@ class PartControl:
 def prompt_pace(score, programs: list[int], bars: int = PROMPT_BARS) -> dict[int, float]:
     """{GM program (-1 drums): notes per quarter-note beat in the last ``bars`` bars of ``score``} for the
     programs that play there."""
-    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.bars import bar_starts
 
     tick = score if str(score.ttype).endswith("Tick") else score.to("tick")
     end = int(tick.end())

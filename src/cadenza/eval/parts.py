@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import symusic
 
-from cadenza.eval.metrics import bar_starts
+from cadenza.score.bars import bar_starts
 from cadenza.score.roles import family_of, range_of
 
 MEASURES = ("notes_per_onset", "pitch_in_range", "notes_per_beat", "bars_playing_share", "longest_silence_bars")

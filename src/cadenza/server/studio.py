@@ -17,8 +17,8 @@ import numpy as np
 import symusic
 
 from cadenza.errors import CadenzaError
-from cadenza.eval.metrics import bar_starts
 from cadenza.score import instrument_name, pitch_name
+from cadenza.score.bars import bar_starts
 from cadenza.score.build import at_tpq
 from cadenza.score.build import ticks_to_seconds as to_seconds
 

@@ -131,7 +131,7 @@ def arrange(cm, score: symusic.Score, add: list, *, style: str | None = None, ke
     given = tok.given_blocks(src, n_bars)
     constraints = {"programs": added, "time_signature": _meter(src), "given": given}
     if tok.chords_on:
-        from cadenza.eval.metrics import bar_starts
+        from cadenza.score.bars import bar_starts
         from cadenza.score.harmony import recognize_chords
 
         starts = bar_starts(src, int(src.end()) + 64 * TPQ)[:n_bars]
@@ -151,7 +151,7 @@ def _check_bars(bars: int, what: str, force: bool) -> None:
 
 
 def _bar_edges(score: symusic.Score, n: int) -> np.ndarray:
-    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.bars import bar_starts
 
     longest = max([4 * TPQ * ts.numerator // ts.denominator for ts in score.time_signatures] + [16 * TPQ])
     return bar_starts(score, int(score.end()) + (n + 2) * longest)[: n + 1]

@@ -456,7 +456,7 @@ def _chord_program(programs) -> int | None:
 def _add_chord_track(score: symusic.Score, chords: list[str], first_bar: int, meter, program: int) -> None:
     """A "Chords" track of block chords (root position around C3-C4, the root below), one per bar from
     bar ``first_bar`` (1-based) on, each held for its bar."""
-    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.bars import bar_starts
     from cadenza.score.chords import parse_chords
 
     block = parse_chords(" | ".join(chords), tempo=120, program=program, time_signature=tuple(meter), octave=3)

@@ -502,7 +502,7 @@ class RemiTokenizer:
         """A Chord token after each bar's TimeSig (miditok writes a Bar for every bar from tick 0)."""
         n_bars = sum(1 for t in body if self.type_of[t] == T_BAR)
         if isinstance(chords, str):
-            from cadenza.eval.metrics import bar_starts
+            from cadenza.score.bars import bar_starts
             from cadenza.score.harmony import recognize_chords
 
             tick = score if str(score.ttype).endswith("Tick") else score.to("tick")

@@ -153,7 +153,7 @@ def annotated_chords(source: Source, pid: str, score: symusic.Score):
     root = Path(source.spec)
     if root.name.lower() != "pop909":
         return "auto"
-    from cadenza.eval.metrics import bar_starts
+    from cadenza.score.bars import bar_starts
     from cadenza.score.build import ticks_to_seconds
     from cadenza.score.harmony import parse_chord
 

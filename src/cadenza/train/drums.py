@@ -34,7 +34,7 @@ GROOVE_68 = [(KICK, (0,), 96), (SNARE, (3,), 88), (HAT, (0, 1, 2, 3, 4, 5), 62)]
 
 def _bar_list(score: symusic.Score, end: int) -> list[tuple[int, int, int, int]]:
     """(start, length, numerator, denominator) of each bar up to ``end`` ticks."""
-    from cadenza.eval.metrics import bar_meters
+    from cadenza.score.bars import bar_meters
 
     starts, meters = bar_meters(score, end)
     tpq = int(score.tpq)
