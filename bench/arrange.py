@@ -132,7 +132,7 @@ def bench_chords(cm, a) -> None:
 
 
 def _scale_share(score, key) -> float:
-    from cadenza.score.harmony import scale_of
+    from cadenza.score.keys import scale_of
 
     scale = scale_of(*key)
     on = total = 0.0
@@ -162,7 +162,8 @@ def bench_keys(cm, a, rng) -> None:
     taken from the same styles the generations are drawn from, each style weighing the same in both (the
     first protocol drew generations from all six styles and the real pieces from pop and folk only, the
     two most diatonic: Palestrina's modes and the quartets' chromatic lines were measured against them)."""
-    from cadenza.score.harmony import PITCH_CLASSES, estimate_key
+    from cadenza.score.harmony import PITCH_CLASSES
+    from cadenza.score.keys import estimate_key
 
     sources = _style_sources(cm, a.data)
     styles = [s for s in cm.styles if s in sources]

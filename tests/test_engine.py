@@ -294,7 +294,7 @@ def test_a_key_asked_for_is_kept_except_on_the_bars_chord(tiny, tokenizer):
     also slide their window with openings of different lengths: the engine made rows of unequal width
     there until fit() trimmed a long opening.)"""
     from cadenza.engine.generate import _HarmonyBias
-    from cadenza.score.harmony import scale_of
+    from cadenza.score.keys import scale_of
 
     def out_of_scale(bias):
         res = generate(tiny, tokenizer, tokenizer.header("pop"), n=4,

@@ -6,8 +6,9 @@ import pytest
 
 from cadenza.errors import ScoreError
 from cadenza.score import parse_chords, parse_notes
-from cadenza.score.harmony import (chord_label, chord_symbol, chord_tone_ratio, chord_vocabulary, estimate_key,
-                                   parse_chord, recognize_chords)
+from cadenza.score.harmony import (chord_label, chord_symbol, chord_tone_ratio, chord_vocabulary, parse_chord,
+                                   recognize_chords)
+from cadenza.score.keys import estimate_key
 from conftest import make_score
 
 BAR = 1920  # ticks per 4/4 bar at 480 per quarter

@@ -317,7 +317,8 @@ class _HarmonyBias:
     chord where the chords were given (``chord_bias``)."""
 
     def __init__(self, tokenizer, sampling: SamplingConfig, prompt: list[int], n: int):
-        from cadenza.score.harmony import chord_tones, scale_of
+        from cadenza.score.harmony import chord_tones
+        from cadenza.score.keys import scale_of
 
         self.chord_of = getattr(tokenizer, "chord_of", {})
         self.scale = scale_of(*sampling.key) if sampling.key is not None else None

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import symusic
 
-from cadenza.score.harmony import estimate_key
+from cadenza.score.keys import estimate_key
 
 
 def cut(score: symusic.Score, start: int, end: int) -> symusic.Score:

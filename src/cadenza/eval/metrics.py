@@ -32,11 +32,12 @@ import numpy as np
 import symusic
 
 from cadenza.score.bars import bar_starts
+from cadenza.score.keys import scale_of
 
 # C major and C natural minor as pitch-class masks (as MusPy's ``_get_scale``); rolled by root.
-_MAJOR = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], bool)
-_MINOR = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0], bool)
-SCALES = np.stack([np.roll(m, root) for m in (_MAJOR, _MINOR) for root in range(12)])  # (24, 12)
+# the 12 major then the 12 natural-minor scales as pitch-class masks (24, 12), from score.keys
+SCALES = np.array([[pc in scale_of(root, mode) for pc in range(12)] for mode in ("major", "minor")
+                   for root in range(12)])
 
 __all__ = ["scale_consistency", "pitch_class_entropy", "pitch_range", "empty_beat_rate", "polyphony",
            "loop_rate", "all_metrics", "SCALES"]

@@ -109,7 +109,8 @@ def bar_chords(text: str, where: str = "chords") -> list[str]:
 
 
 # ------------------------------------------------------------------------------- pitch classes
-def _pitched(score: symusic.Score):
+def pitched_notes(score: symusic.Score):
+    """The note arrays (symusic numpy) of the tracks that are not drums and have notes."""
     for t in score.tracks:
         if not t.is_drum and len(t.notes):
             yield t.notes.numpy()
@@ -123,7 +124,7 @@ def bar_histograms(score: symusic.Score, bar_starts: np.ndarray) -> tuple[np.nda
     chroma = np.zeros((n, 12))
     bass = np.zeros((n, 12))
     starts, ends, pitches = [], [], []
-    for a in _pitched(score):
+    for a in pitched_notes(score):
         starts.append(a["time"].astype(np.int64))
         ends.append(a["time"].astype(np.int64) + np.maximum(a["duration"].astype(np.int64), 1))
         pitches.append(a["pitch"].astype(np.int64))
@@ -200,35 +201,3 @@ def chord_tone_ratio(score: symusic.Score, bar_starts: np.ndarray, chords: list[
         total += c.sum()
         on += c[list(chord_tones(ch))].sum()
     return on / total if total else float("nan")
-
-
-# ------------------------------------------------------------------------------------------ key
-# Krumhansl-Kessler key profiles (major, minor), from C
-_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-
-
-def key_name(tonic: int, mode: str) -> str:
-    return f"{PITCH_CLASSES[tonic]} {mode}"
-
-
-def estimate_key(score: symusic.Score) -> tuple[int, str] | None:
-    """(tonic pitch class, 'major'|'minor') by the Krumhansl-Schmuckler correlation of the piece's
-    duration-weighted pitch classes with the 24 rotated key profiles; None for a piece with no pitches."""
-    hist = np.zeros(12)
-    for a in _pitched(score):
-        np.add.at(hist, a["pitch"] % 12, np.maximum(a["duration"], 1))
-    if hist.sum() <= 0:
-        return None
-    best, best_r = None, -2.0
-    for mode, prof in (("major", _MAJOR), ("minor", _MINOR)):
-        for tonic in range(12):
-            r = np.corrcoef(hist, np.roll(prof, tonic))[0, 1]
-            if r > best_r + 1e-12:
-                best, best_r = (tonic, mode), r
-    return best
-
-
-def scale_of(tonic: int, mode: str) -> frozenset[int]:
-    steps = (0, 2, 4, 5, 7, 9, 11) if mode == "major" else (0, 2, 3, 5, 7, 8, 10)
-    return frozenset((tonic + s) % 12 for s in steps)

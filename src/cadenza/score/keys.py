@@ -1,9 +1,11 @@
-"""Key names typed by people ("G", "D minor", "F#m", "Bb major") as key signatures."""
+"""Keys and scales, in one place: names typed by people ("G", "D minor", "F#m", "Bb major") as key
+signatures, key names, the Krumhansl-Schmuckler key of a piece, and the pitch classes of a scale."""
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
 import symusic
 
 from cadenza.errors import ScoreError, shown
@@ -57,3 +59,33 @@ def key_name(key: tuple[int, str]) -> str:
     """(tonic pitch class, mode) -> its usual name: (7, 'major') -> 'G major', (1, 'minor') -> 'C# minor'."""
     pc, mode = key
     return f"{(_MAJOR_NAMES if mode == 'major' else _MINOR_NAMES)[int(pc) % 12]} {mode}"
+
+
+# Krumhansl-Kessler key profiles (major, minor), from C
+_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def estimate_key(score: symusic.Score) -> tuple[int, str] | None:
+    """(tonic pitch class, 'major'|'minor') by the Krumhansl-Schmuckler correlation of the piece's
+    duration-weighted pitch classes with the 24 rotated key profiles; None for a piece with no pitches."""
+    from cadenza.score.harmony import pitched_notes
+
+    hist = np.zeros(12)
+    for a in pitched_notes(score):
+        np.add.at(hist, a["pitch"] % 12, np.maximum(a["duration"], 1))
+    if hist.sum() <= 0:
+        return None
+    best, best_r = None, -2.0
+    for mode, prof in (("major", _MAJOR), ("minor", _MINOR)):
+        for tonic in range(12):
+            r = np.corrcoef(hist, np.roll(prof, tonic))[0, 1]
+            if r > best_r + 1e-12:
+                best, best_r = (tonic, mode), r
+    return best
+
+
+def scale_of(tonic: int, mode: str) -> frozenset[int]:
+    """The pitch classes of the key's scale (natural minor for 'minor')."""
+    steps = (0, 2, 4, 5, 7, 9, 11) if mode == "major" else (0, 2, 3, 5, 7, 8, 10)
+    return frozenset((tonic + s) % 12 for s in steps)

@@ -50,7 +50,7 @@ def _key(cm, score, key):
         from cadenza.score.keys import key_pitch_class
 
         return key_pitch_class(key)
-    from cadenza.score.harmony import estimate_key
+    from cadenza.score.keys import estimate_key
 
     return estimate_key(score)
 

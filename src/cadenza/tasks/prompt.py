@@ -17,8 +17,7 @@ import symusic
 import torch
 import torch.nn.functional as F
 
-from cadenza.score.harmony import estimate_key
-from cadenza.score.keys import key_name
+from cadenza.score.keys import estimate_key, key_name
 from cadenza.score.meter import nearest_known, prompt_meter, with_meter
 
 

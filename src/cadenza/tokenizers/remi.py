@@ -396,7 +396,7 @@ class RemiTokenizer:
                 raise CadenzaError("this tokenizer has no infill control: it cannot mark given tracks")
             body = self._with_given(score, body, set(given))
         if self.key_on and isinstance(key, str):
-            from cadenza.score.harmony import estimate_key
+            from cadenza.score.keys import estimate_key
 
             key = estimate_key(score)
         if self.insts_on and isinstance(instruments, str):
