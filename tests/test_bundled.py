@@ -6,7 +6,7 @@ import json
 import pytest
 
 import cadenza
-from cadenza.tasks.compose import BUNDLED_DIR, find_model, load_model
+from cadenza.tasks.compose import find_model, load_model
 
 @pytest.mark.parametrize("name", ["default", "small"])
 def test_folder_is_complete_and_small(name):

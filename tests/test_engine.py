@@ -77,7 +77,6 @@ def test_long_generation_slides_window(tiny, tokenizer):
 def test_sliding_window_never_exceeds_the_context_and_keeps_the_opening(tiny_model_dir):
     """A piece several times the context: every model call stays inside the context, and each
     re-prefilled window starts with the header and the piece's opening (meter, tempo)."""
-    import torch
 
     from cadenza.engine import SamplingConfig, StopConfig, stream
     from cadenza.tasks import load_model

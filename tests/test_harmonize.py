@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import music21
-import numpy as np
 import pytest
 import symusic
 import torch

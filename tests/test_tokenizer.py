@@ -1,5 +1,4 @@
 import numpy as np
-import symusic
 
 from cadenza.tokenizers import RemiTokenizer, tokenizer_from_config
 from conftest import make_score
