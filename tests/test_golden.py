@@ -4,7 +4,10 @@ changes any of them is seen. ``CADENZA_UPDATE_GOLDEN=1 python -m pytest tests/te
 (for a change that is meant to change the music: say so in the commit).
 
 The outputs are short (a few hundred tokens each): sampling draws one number per token and a float32
-difference between CPUs moves a draw across a boundary with a chance of about 1e-7 per token.
+difference between CPUs moves a draw across a boundary with a chance of about 1e-7 per token. Checked on
+2026-12-03: the same files pass with the kernels of other CPUs forced (``ATEN_CPU_CAPABILITY=avx2`` or
+``default``, ``MKL_CBWR=AVX2`` or ``COMPATIBLE``, ``ONEDNN_MAX_CPU_ISA=AVX2`` or ``SSE41``) and with 1 or 2
+threads.
 """
 
 from __future__ import annotations
