@@ -31,7 +31,10 @@ class Limits:
     tempo_min: float = 10.0  # quarter notes per minute
     tempo_max: float = 1000.0
     ticks_per_quarter_max: int = 32767  # (and more than 0: a MIDI file's division)
-    # what is asked of a generation
+    # what is asked of a generation (the CLI, the studio's API and its page all take these ranges)
+    temperature_min: float = 0.01  # below it, logits / T overflow (1e-320 crashed); 0.01 is all but greedy
+    temperature_max: float = 3.0  # past it, every pitch is about as likely as any other
+    seed_max: int = 4_294_967_295  # seeds are 0 to 2^32 - 1
     bars: int = 512  # force
     seconds: float = 900.0  # force
     max_tokens: int = 200_000  # force

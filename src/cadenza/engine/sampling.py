@@ -9,11 +9,12 @@ from numbers import Integral, Real
 import torch
 
 from cadenza.errors import CadenzaError
+from cadenza.limits import LIMITS
 
-SEED_MAX = 2**32 - 1  # seeds are 0..SEED_MAX (what the CLI and the studio accept; torch takes any of them)
+SEED_MAX = LIMITS.seed_max  # seeds are 0..SEED_MAX (what the CLI and the studio accept; torch takes any of them)
 
 
-MIN_TEMPERATURE = 0.01  # 0.01 is already all but greedy
+MIN_TEMPERATURE, MAX_TEMPERATURE = LIMITS.temperature_min, LIMITS.temperature_max
 
 @dataclass
 class SamplingConfig:
@@ -65,8 +66,9 @@ class SamplingConfig:
                         ("repetition penalty", self.repetition_penalty)):
             if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v):
                 raise CadenzaError(f"{name} must be a finite number (got {v})")
-        if not self.temperature >= MIN_TEMPERATURE:  # below it, logits / T overflow to inf (1e-320 crashed)
-            raise CadenzaError(f"temperature must be at least {MIN_TEMPERATURE} (got {self.temperature})")
+        if not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE:  # below, logits / T overflow (1e-320 crashed)
+            raise CadenzaError(f"temperature must be from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g} "
+                               f"(got {self.temperature})")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, Integral) or self.top_k < 0:
             raise CadenzaError(f"top-k must be 0 (off) or positive (got {self.top_k})")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, Integral)

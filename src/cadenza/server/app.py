@@ -244,7 +244,9 @@ def _meta_routes(app: FastAPI, st: Studio) -> None:
                 "instruments": [*GM_PROGRAMS, "drums"], "meters": meters, "keys": keys,
                 "limits": {"upload_bytes": s.upload_bytes, "upload_notes": s.upload_notes,
                            "upload_seconds": s.upload_seconds, "bars": s.max_bars, "seconds": s.max_seconds,
-                           "queue": s.max_queue, "body_bytes": s.body_bytes, "job_seconds": s.job_seconds},
+                           "queue": s.max_queue, "body_bytes": s.body_bytes, "job_seconds": s.job_seconds,
+                           "temperature_min": LIMITS.temperature_min, "temperature_max": LIMITS.temperature_max,
+                           "tempo_min": LIMITS.tempo_min, "tempo_max": LIMITS.tempo_max, "seed_max": LIMITS.seed_max},
                 "defaults": {"bars": 8, "temperature": 1.0, "top_p": 0.95, "meter": "4/4"}}
 
 

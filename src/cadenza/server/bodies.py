@@ -32,10 +32,10 @@ class Body(BaseModel):
         return data
 
 
-Temperature = Annotated[float, Field(gt=0, le=3.0)]
+Temperature = Annotated[float, Field(ge=LIMITS.temperature_min, le=LIMITS.temperature_max)]
 TopP = Annotated[float, Field(gt=0, le=1.0)]
-RandomSeed = Annotated[int | None, Field(ge=0, le=2**31 - 1)]
-Tempo = Annotated[float | None, Field(ge=20, le=300)]
+RandomSeed = Annotated[int | None, Field(ge=0, le=LIMITS.seed_max)]
+Tempo = Annotated[float | None, Field(ge=LIMITS.tempo_min, le=LIMITS.tempo_max)]
 
 
 class TextSeed(Body):

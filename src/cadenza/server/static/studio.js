@@ -158,6 +158,11 @@ async function loadOptions() {
   fillSelect($("instruments"), o.instruments);
   const lim = o.limits || {};
   if (lim.bars) { $("bars").max = lim.bars; $("bar-from").max = lim.bars; $("bar-to").max = lim.bars; }
+  for (const id of ["temperature", "harm-temperature"]) {  // the ranges the CLI and the API take
+    if (lim.temperature_min != null) $(id).min = lim.temperature_min;
+    if (lim.temperature_max != null) $(id).max = lim.temperature_max;
+  }
+  if (lim.tempo_min != null) { $("tempo").min = lim.tempo_min; $("tempo").max = lim.tempo_max; }
   const d = o.defaults || {};
   if (d.bars != null) $("bars").value = d.bars;
   if (d.temperature != null) $("temperature").value = d.temperature;
