@@ -58,3 +58,26 @@ def test_program_constraint(tokenizer):
         st.advance(t[tok])
     progs = np.flatnonzero(tokenizer.allowed(st) & (tokenizer.type_of == 8))
     assert sorted(tokenizer.id_to_token[i] for i in progs) == ["Program_0", "Program_40"]
+
+
+def test_a_piece_from_nothing_names_its_tempo_once(tokenizer):
+    """HOLD_TEMPO (a piece from nothing, no tempo asked for): the first Position must be followed by a Tempo,
+    and after it no Tempo may come again; the model's tempo drifted 87, 40, 81, 101 bpm bar by bar before."""
+    from cadenza.tokenizers.remi import HOLD_TEMPO, T_BAR, T_DUR, T_PITCH, T_POS, T_PROG, T_TEMPO, T_VEL
+
+    st = tokenizer.start_state(fixed_tempo=HOLD_TEMPO)
+    of_type = {k: set(int(t) for t in tokenizer.ids_of_type[k]) for k in (T_BAR, T_POS, T_TEMPO, T_PROG, T_PITCH,
+                                                                           T_VEL, T_DUR)}
+    tempos_written = 0
+    for _ in range(400):  # walk the grammar: a note at each new position, a new bar after two notes
+        allowed = set(np.flatnonzero(tokenizer.allowed(st)).tolist()) - {tokenizer.pad_id, tokenizer.eos_id}
+        if st.last == T_POS:
+            assert (allowed <= of_type[T_TEMPO]) == (tempos_written == 0), "only the first position names a tempo"
+            assert tempos_written == 0 or not allowed & of_type[T_TEMPO]
+        order = ([T_BAR] if st.notes >= 2 * st.bars else []) + [T_TEMPO, T_POS, T_PROG, T_PITCH, T_VEL, T_DUR, T_BAR]
+        choice = next((min(allowed & of_type[k]) for k in order if allowed & of_type[k]), min(allowed))
+        tempos_written += choice in of_type[T_TEMPO]
+        st.advance(choice)
+        if st.bars >= 4:
+            break
+    assert st.bars >= 4 and st.notes >= 4 and tempos_written == 1 and st.fixed_tempo > 0

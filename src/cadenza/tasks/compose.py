@@ -23,7 +23,7 @@ from cadenza.model import ModelConfig, load_model_folder, read_config
 from cadenza.model.folder import check_weights
 from cadenza.score.build import at_tpq
 from cadenza.tokenizers import tokenizer_from_config
-from cadenza.tokenizers.remi import T_BAR, T_DUR, T_PITCH, T_DRUM, T_PROG, T_VEL
+from cadenza.tokenizers.remi import HOLD_TEMPO, T_BAR, T_DRUM, T_DUR, T_PITCH, T_PROG, T_VEL
 
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "arrange"
@@ -265,7 +265,8 @@ class CadenzaModel:
         fixed = tempo
         if fixed is None and continuing:  # the prompt's last tempo (a file without one plays at 120)
             fixed = max(prompt.tempos, key=lambda t: t.time).qpm if len(prompt.tempos) else 120.0
-        constraints = {"programs": programs, "time_signature": meter, "fixed_tempo": fixed}
+        # a piece from nothing keeps the first tempo the model writes (it drifted 87, 40, 81, 101 bpm bar by bar)
+        constraints = {"programs": programs, "time_signature": meter, "fixed_tempo": fixed or HOLD_TEMPO}
         if lead:
             constraints["forced"] = {1: lead}
         if chords is not None:

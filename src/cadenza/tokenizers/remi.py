@@ -83,6 +83,7 @@ MARKER_TYPES = (T_GIVEN, T_FREE, T_FUTURE, T_NOW)
 # only inside the instrument's range: the bundled model, taught chords on basses by re-instrumented
 # training windows, wrote 11-note "bass" clusters from MIDI 26 to 105. A checked or scored sequence
 # (reading) is not capped. Orchestral tutti and a piano's two hands stay well under.
+HOLD_TEMPO = -1.0  # start_state(fixed_tempo=HOLD_TEMPO): the model's first Tempo token is the piece's tempo
 MAX_NOTES_AT_ONCE = 24
 MAX_NOTES_PER_PROGRAM = 12
 HEADER_TYPES = (T_BOS, T_STYLE, T_KEY, T_INST)
@@ -142,7 +143,8 @@ class RemiState:
         self.pos_notes: tuple[tuple[int, int], ...] = ()
         self.cur_prog = -1  # the current Program token id
         # the tempo (qpm) asked for or the prompt's, else 0: the model then writes no Tempo token of its
-        # own, and the clock runs at this exact tempo (a Tempo token holds the nearest of 32 values)
+        # own, and the clock runs at this exact tempo (a Tempo token holds the nearest of 32 values).
+        # HOLD_TEMPO (-1): the model's first Tempo token becomes the piece's fixed tempo
         self.fixed_tempo = 0.0
 
     def copy(self) -> "RemiState":
@@ -169,7 +171,7 @@ class RemiState:
                 self.insts if self.last in (T_POS, T_TEMPO, T_DUR) else None, self.given, self.future,
                 self.reading, self.capped() if self.last == T_DUR else None,
                 self.cur_prog if self.last == T_PROG and not self.reading else None,
-                bool(self.fixed_tempo) if self.last == T_POS else None)
+                (self.fixed_tempo > 0) - (self.fixed_tempo < 0) if self.last == T_POS else None)
 
     def capped(self):
         """While writing: "full" when a position holds MAX_NOTES_AT_ONCE notes, else the Program token
@@ -230,7 +232,9 @@ class RemiState:
             at = max(self.pos, 0) / tok.positions_in_bar(self.tsig) * self.bar_quarters()
             self.bar_secs += (at - self.tempo_q) * 60.0 / self.qpm
             self.tempo_q = at
-            self.qpm = self.fixed_tempo or float(tok.value_of[token_id])
+            self.qpm = self.fixed_tempo if self.fixed_tempo > 0 else float(tok.value_of[token_id])
+            if self.fixed_tempo < 0 and not self.reading:  # HOLD_TEMPO: the first one is the piece's tempo
+                self.fixed_tempo = self.qpm
         elif kind == T_PROG:
             self.drum = tok.value_of[token_id] == -1
             self.cur_prog = token_id
@@ -592,7 +596,7 @@ class RemiTokenizer:
         st = RemiState(self, prog_ids, ts_ids, plan or None)
         st.reading = bool(reading)
         st.fixed_tempo = float(fixed_tempo or 0.0)
-        if st.fixed_tempo:
+        if st.fixed_tempo > 0:
             st.qpm = st.fixed_tempo
         return st
 
@@ -691,9 +695,10 @@ class RemiTokenizer:
             later_positions()
             bar_may_end()
         elif last == T_POS:
-            if not st.fixed_tempo:
+            if st.fixed_tempo <= 0:
                 m[ids[T_TEMPO]] = True
-            programs()
+            if st.fixed_tempo >= 0:  # HOLD_TEMPO not yet chosen: the piece's first position names its tempo
+                programs()
         elif last == T_TEMPO:
             programs()
             later_positions()
