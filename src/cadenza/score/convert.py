@@ -108,8 +108,9 @@ def _track(part: stream.Stream) -> symusic.Track | None:
     name = part.partName or inst.partName or inst.instrumentName or ""
     track = symusic.Track(str(name), _program(inst), bool(drums))
     volume.realizeVolume(part)  # dynamics -> each note's velocity, in one pass (as the MIDI writer does)
-    notes = _notes(part.flatten())
-    if not notes and not len(part.flatten().notesAndRests):
+    flat = part.flatten()
+    notes = _notes(flat)
+    if not notes and not len(flat.notesAndRests):
         return None
     for t, d, pitch, vel in notes:
         track.notes.append(symusic.Note(t, max(d, 1), pitch, vel))
